@@ -1,0 +1,202 @@
+"""The ``specnet`` command: a thin shell over the library. Each verb parses, calls, prints.
+
+Exit codes: 0 success, 2 a bad spec or bad usage, 1 a runtime failure, 130 interrupted.
+A :class:`~specnet.errors.SpecnetError` is printed as one message with no traceback
+(``--debug`` shows it). The CLI imports no framework until a verb needs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from specnet import __version__
+from specnet.errors import SpecError, SpecnetError, UsageError
+
+__all__ = ["main"]
+
+EXAMPLES = """\
+examples:
+  specnet init my_net.yaml                     write a starter spec
+  specnet validate specs/*.yaml                check specs (exit 2 on the first bad one)
+  specnet summary specs/seed_cnn.yaml          layers, output shapes, parameters, FLOPs
+  specnet summary specs/seed_cnn.yaml --json   the same as JSON
+  specnet schema -o specnet.schema.json        JSON Schema for editors (draft-07)
+
+exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for tracebacks.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` (exit 2, one line) instead of exiting itself."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _limits(args: argparse.Namespace) -> object:
+    from specnet.shapes import Limits
+
+    return Limits(
+        max_params=args.max_params,
+        max_activation_bytes=int(args.max_activation_mb * 2**20),
+    )
+
+
+def _plan(path: str, args: argparse.Namespace) -> object:
+    from specnet.shapes import Limits, infer
+    from specnet.spec import load_spec
+
+    limits = _limits(args)
+    assert isinstance(limits, Limits)
+    return infer(load_spec(path), limits)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from specnet.shapes import Plan
+
+    failed = 0
+    for path in args.specs:
+        try:
+            plan = _plan(path, args)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+            continue
+        assert isinstance(plan, Plan)
+        print(
+            f"{path}: ok ({plan.name}: {len(plan.layers)} layers, {plan.total_params:,} params, "
+            f"output {plan.output_shape})"
+        )
+    if failed and len(args.specs) > 1:
+        print(f"{failed} of {len(args.specs)} specs are invalid", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from specnet.shapes import Plan, summary_text
+
+    plan = _plan(args.spec, args)
+    assert isinstance(plan, Plan)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        print(summary_text(plan))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from specnet._io import atomic_write_text
+    from specnet.schema import json_schema_text
+
+    text = json_schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.output, text, overwrite=args.force)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from specnet._io import atomic_write_text
+    from specnet.schema import json_schema_text
+    from specnet.templates import starter_spec
+
+    target = Path(args.path)
+    atomic_write_text(target, starter_spec(target.stem), overwrite=args.force)
+    print(f"wrote {target}")
+    schema = target.parent / "specnet.schema.json"
+    if not schema.exists():
+        atomic_write_text(schema, json_schema_text(), overwrite=False)
+        print(f"wrote {schema} (editors with yaml-language-server validate as you type)")
+    print(f"next: specnet summary {target}")
+    return 0
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-params",
+        type=int,
+        default=100_000_000,
+        metavar="N",
+        help="refuse networks with more parameters (default 100,000,000)",
+    )
+    parser.add_argument(
+        "--max-activation-mb",
+        type=float,
+        default=4096.0,
+        metavar="MB",
+        help="refuse networks whose activations for one batch exceed this (default 4096)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="specnet",
+        description="A compiler for neural-network specs: validate, infer shapes, build, "
+        "train, export and check parity across Keras, PyTorch and ONNX.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"specnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    validate = verbs.add_parser("validate", help="check specs: fields, shapes, limits")
+    validate.add_argument("specs", nargs="+", metavar="SPEC")
+    _add_limits(validate)
+    validate.set_defaults(run=_cmd_validate)
+
+    summary = verbs.add_parser("summary", help="print layers, output shapes, params and FLOPs")
+    summary.add_argument("spec", metavar="SPEC")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_limits(summary)
+    summary.set_defaults(run=_cmd_summary)
+
+    schema = verbs.add_parser("schema", help="print the JSON Schema (draft-07) of spec files")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
+    schema.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    schema.set_defaults(run=_cmd_schema)
+
+    init = verbs.add_parser("init", help="write a starter spec")
+    init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")
+    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    init.set_defaults(run=_cmd_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        args = _parser().parse_args(args_list)
+        run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+        if run is None:
+            _parser().print_help()
+            return 2
+        return run(args)
+    except SpecnetError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"specnet: error: {exc}" if not isinstance(exc, SpecError) else exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("specnet: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,325 @@
+"""Static shape inference: a validated :class:`~specnet.spec.Spec` → a :class:`Plan`.
+
+Pure Python, no framework imported. Shapes exclude the batch axis: ``(height, width, channels)``
+for images, ``(units,)`` for vectors. The arithmetic is Keras's:
+
+* ``valid``: ``out = (in - k_eff) // stride + 1`` with ``k_eff = dilation · (k - 1) + 1``;
+* ``same``:  ``out = ceil(in / stride)`` (Keras pads the extra row/column at the bottom/right).
+
+FLOPs are forward FLOPs per example, a multiply-add counted as 2 (a training step costs about 3×).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from specnet.errors import Issue, ShapeError
+from specnet.spec import (
+    LAYER_KINDS,
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    LayerBase,
+    MaxPool,
+    Softmax,
+    Spec,
+)
+
+__all__ = ["Limits", "Plan", "PlanLayer", "Shape", "infer", "summary_text"]
+
+Shape = tuple[int, ...]
+BYTES_PER_VALUE = 4  # float32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Refuse networks a laptop cannot hold, before any framework allocates memory.
+
+    ``max_params``: total parameters (100 M ≈ 400 MB of float32 weights, ~1.6 GB with Adam).
+    ``max_activation_bytes``: forward activations of one training batch, which backprop keeps.
+    """
+
+    max_params: int = 100_000_000
+    max_activation_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
+class PlanLayer:
+    """One layer after inference."""
+
+    index: int
+    name: str
+    kind: str
+    layer: LayerBase
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every layer's name, kind, output shape, parameter count and FLOPs; and totals."""
+
+    spec: Spec
+    input_shape: Shape
+    layers: tuple[PlanLayer, ...]
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        return sum(layer.flops for layer in self.layers)
+
+    def activation_bytes(self, batch_size: int | None = None) -> int:
+        """Bytes of float32 activations one batch keeps for backprop (input included)."""
+        batch = batch_size or self.spec.train.batch_size
+        values = math.prod(self.input_shape) + sum(math.prod(s.output_shape) for s in self.layers)
+        return values * batch * BYTES_PER_VALUE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``specnet summary --json`` document."""
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "layers": [
+                {
+                    "name": layer.name,
+                    "type": layer.kind,
+                    "output_shape": list(layer.output_shape),
+                    "params": layer.params,
+                    "flops": layer.flops,
+                }
+                for layer in self.layers
+            ],
+            "output_shape": list(self.output_shape),
+            "total_params": self.total_params,
+            "flops": self.flops,
+        }
+
+
+class _Impossible(Exception):
+    """Raised by a shape rule; ``infer`` turns it into a located :class:`Issue`."""
+
+    def __init__(self, message: str, field: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.field, self.hint = message, field, hint
+
+
+Rule = Callable[[Any, Shape], tuple[Shape, int, int]]
+
+
+def _show(shape: Shape) -> str:
+    return "×".join(str(n) for n in shape)
+
+
+def _image(layer: LayerBase, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise _Impossible(
+            f"{layer.KIND} needs an image (height, width, channels) but receives a vector of "
+            f"{shape[0]:,} values",
+            hint="put it before the Flatten",
+        )
+    return shape[0], shape[1], shape[2]
+
+
+def _window(size: int, window: int, stride: int, padding: str, what: str, shape: Shape) -> int:
+    if padding == "same":
+        return -(-size // stride)
+    if window > size:
+        raise _Impossible(
+            f"input {_show(shape)} is smaller than {what}: the output would be empty",
+            hint='use padding: "same", a smaller window, or drop a pooling layer before this one',
+        )
+    return (size - window) // stride + 1
+
+
+def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
+    h, w, c = _image(layer, shape)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    if max(sh, sw) > 1 and max(dh, dw) > 1:
+        raise _Impossible(
+            "strides > 1 cannot be combined with dilation_rate > 1 (Keras refuses it too)",
+            "dilation_rate",
+        )
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    size = f"kernel_size {kh}×{kw}" + (f" (dilated to {eh}×{ew})" if (eh, ew) != (kh, kw) else "")
+    oh = _window(h, eh, sh, layer.padding, size, shape)
+    ow = _window(w, ew, sw, layer.padding, size, shape)
+    bias = layer.filters if layer.use_bias else 0
+    params = kh * kw * c * layer.filters + bias
+    flops = oh * ow * (2 * kh * kw * c * layer.filters + bias)
+    return (oh, ow, layer.filters), params, flops
+
+
+def _max_pool(layer: MaxPool, shape: Shape) -> tuple[Shape, int, int]:
+    h, w, c = _image(layer, shape)
+    ph, pw = layer.pool_size
+    sh, sw = layer.strides or layer.pool_size
+    oh = _window(h, ph, sh, layer.padding, f"pool_size {ph}×{pw}", shape)
+    ow = _window(w, pw, sw, layer.padding, f"pool_size {ph}×{pw}", shape)
+    return (oh, ow, c), 0, oh * ow * c * ph * pw
+
+
+def _flatten(layer: Flatten, shape: Shape) -> tuple[Shape, int, int]:
+    return (math.prod(shape),), 0, 0
+
+
+def _dense(layer: Dense, shape: Shape) -> tuple[Shape, int, int]:
+    if len(shape) != 1:
+        raise _Impossible(
+            f"Dense needs a flat vector but receives {_show(shape)}",
+            hint="add `- type: Flatten` before this layer",
+        )
+    bias = layer.units if layer.use_bias else 0
+    return (layer.units,), shape[0] * layer.units + bias, 2 * shape[0] * layer.units + bias
+
+
+def _elementwise(layer: LayerBase, shape: Shape) -> tuple[Shape, int, int]:
+    return shape, 0, math.prod(shape)
+
+
+def _identity(layer: LayerBase, shape: Shape) -> tuple[Shape, int, int]:
+    return shape, 0, 0
+
+
+RULES: dict[type[LayerBase], Rule] = {
+    Conv2D: _conv2d,
+    Activation: _elementwise,
+    MaxPool: _max_pool,
+    Dropout: _identity,
+    Flatten: _flatten,
+    Dense: _dense,
+    Softmax: _elementwise,
+}
+assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
+
+
+def infer(spec: Spec, limits: Limits | None = None) -> Plan:
+    """Infer every layer's output shape, parameters and FLOPs; refuse impossible or huge nets."""
+    limits = limits or Limits()
+    shape: Shape = tuple(spec.input_shape)
+    planned: list[PlanLayer] = []
+    for i, layer in enumerate(spec.layers):
+        try:
+            out, params, flops = RULES[type(layer)](layer, shape)
+        except _Impossible as exc:
+            path = ("layers", i, exc.field) if exc.field else ("layers", i)
+            message = f"layer {layer.name!r} ({layer.KIND}): {exc.message}"
+            raise ShapeError([spec.issue(path, message, exc.hint)]) from None
+        assert layer.name is not None  # filled in by the loader
+        planned.append(PlanLayer(i, layer.name, layer.KIND, layer, shape, out, params, flops))
+        shape = out
+    plan = Plan(spec, tuple(spec.input_shape), tuple(planned), limits)
+    issues = _check_limits(plan, limits) + _check_class_names(plan)
+    if issues:
+        raise ShapeError(issues)
+    return plan
+
+
+def _check_limits(plan: Plan, limits: Limits) -> list[Issue]:
+    issues = []
+    spec = plan.spec
+    if plan.total_params > limits.max_params:
+        big = max(plan.layers, key=lambda layer: layer.params)
+        issues.append(
+            spec.issue(
+                ("layers", big.index),
+                f"the network has {plan.total_params:,} parameters, over the limit of "
+                f"{limits.max_params:,}; layer {big.name!r} alone has {big.params:,}",
+                "shrink the layer (fewer units or filters, more pooling before a Dense), "
+                "or raise the limit with --max-params if you mean it",
+            )
+        )
+    batch = spec.train.batch_size
+    need = plan.activation_bytes(batch)
+    explicit = "batch_size" in spec.train.model_fields_set
+    where = ("train", "batch_size") if explicit else ("input_shape",)
+    if need > limits.max_activation_bytes:
+        issues.append(
+            spec.issue(
+                where,
+                f"activations for one batch of {batch} take {need / 2**30:,.1f} GiB, over the "
+                f"limit of {limits.max_activation_bytes / 2**30:,.1f} GiB",
+                "lower train.batch_size or input_shape, or raise --max-activation-mb",
+            )
+        )
+    return issues
+
+
+def _check_class_names(plan: Plan) -> list[Issue]:
+    names = plan.spec.class_names
+    out = plan.output_shape
+    if names is None or len(out) != 1:
+        return []
+    expected = 2 if out[0] == 1 else out[0]
+    if len(names) == expected:
+        return []
+    return [
+        plan.spec.issue(
+            ("class_names",),
+            f"{len(names)} class names for a network with {out[0]} output(s); expected {expected}",
+            "give one name per output unit (two for a single sigmoid unit)",
+        )
+    ]
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:,.2f} {unit}"
+    return f"{value:,.0f}"
+
+
+def summary_text(plan: Plan) -> str:
+    """A table like Keras's ``model.summary()``, plus FLOPs. Shapes show the batch as None."""
+    rows = [
+        (
+            f"{layer.name} ({layer.kind})",
+            "(None, " + ", ".join(str(n) for n in layer.output_shape) + ")",
+            f"{layer.params:,}",
+            _si(layer.flops),
+        )
+        for layer in plan.layers
+    ]
+    header = ("Layer (type)", "Output Shape", "Param #", "FLOPs")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    widths[0] = max(widths[0], 28)
+    widths[1] = max(widths[1], 22)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return (
+            f" {cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  "
+            f"{cells[2]:>{widths[2]}}  {cells[3]:>{widths[3]}}"
+        ).rstrip()
+
+    rule = "_" * (sum(widths) + 8)
+    total = plan.total_params
+    input_shape = "(None, " + ", ".join(str(n) for n in plan.input_shape) + ")"
+    out = [f'Model: "{plan.name}"   input {input_shape}', rule, line(header), "=" * len(rule)]
+    out += [line(row) for row in rows]
+    out += [
+        "=" * len(rule),
+        f" Total params: {total:,} ({total * BYTES_PER_VALUE / 1024:,.2f} KB)",
+        f" Forward FLOPs per example: {_si(plan.flops)}",
+        f" Activation memory per batch of {plan.spec.train.batch_size}: "
+        f"{plan.activation_bytes() / 2**20:,.2f} MB",
+        rule,
+    ]
+    return "\n".join(out)

@@ -1,0 +1,597 @@
+"""The spec language: YAML text → a validated :class:`Spec`.
+
+Field names and meanings follow Keras (``Conv2D.filters``, ``MaxPool.pool_size``, ``Dense.units``).
+One pydantic class per layer kind; :data:`Layer` is their discriminated union on ``type``, and
+:data:`LAYER_KINDS` is the one list every table in specnet (shape rules, backend builders) is
+checked against. Keras's own class spellings are accepted as aliases of ``type``.
+
+Fields are strict: ``"64"``, ``true`` and ``10.0`` are not integers; ``yes``/``no`` are not booleans
+(see ``_yaml.py`` for the YAML 1.2 reading). Unknown keys are errors with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path as FilePath
+from typing import Annotated, Any, ClassVar, Literal
+
+import annotated_types as at
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from specnet._yaml import Located, Path, load_yaml
+from specnet.errors import Issue, SpecValidationError, UsageError
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "LAYER_KINDS",
+    "Activation",
+    "Conv2D",
+    "Data",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LayerBase",
+    "MaxPool",
+    "Softmax",
+    "Spec",
+    "Train",
+    "load_spec",
+    "loads_spec",
+    "spec_from_dict",
+]
+
+# ----------------------------------------------------------------------------- field types
+
+PositiveInt = Annotated[int, Strict(), at.Gt(0)]
+NonNegativeInt = Annotated[int, Strict(), at.Ge(0)]
+StrictBool = Annotated[bool, Strict()]
+PositiveFloat = Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)]
+Fraction = Annotated[float, Strict(), at.Ge(0), at.Lt(1)]  # 0 ≤ x < 1
+Name = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")]
+
+ACTIVATIONS = (
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "linear",
+    "elu",
+    "selu",
+    "gelu",
+    "softplus",
+    "leaky_relu",
+)
+ActivationName = Literal[
+    "relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "softplus", "leaky_relu"
+]
+INITIALIZERS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+)
+Initializer = Literal[
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+]
+
+
+def _to_pair(value: object) -> object:
+    """Keras accepts ``3`` for ``(3, 3)``; lists of two become tuples; anything else is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return tuple(value)
+    raise PydanticCustomError(
+        "pair_type", "expected a positive integer or a pair [height, width] of them"
+    )
+
+
+_PairInput = Annotated[int, at.Ge(1)] | Annotated[list[Annotated[int, at.Ge(1)]], at.Len(2, 2)]
+Pair = Annotated[
+    tuple[PositiveInt, PositiveInt],
+    BeforeValidator(_to_pair, json_schema_input_type=_PairInput),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, populate_by_name=True)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class LayerBase(_Model):
+    """Fields every layer has. ``KIND`` is the canonical type; ``PREFIX`` Keras's auto-name."""
+
+    KIND: ClassVar[str]
+    PREFIX: ClassVar[str]
+    name: Name | None = None
+
+
+class Conv2D(LayerBase):
+    """2-D convolution over (height, width, channels). Kernel layout HWIO, as in Keras."""
+
+    KIND = "Conv2D"
+    PREFIX = "conv2d"
+    type: Literal["Conv2D", "Convolution2D"]
+    filters: PositiveInt
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    dilation_rate: Pair = (1, 1)
+    activation: ActivationName | None = None
+    use_bias: StrictBool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+
+class Activation(LayerBase):
+    """An element-wise activation; ``softmax`` is over the last (channel) axis."""
+
+    KIND = "Activation"
+    PREFIX = "activation"
+    type: Literal["Activation"]
+    activation: ActivationName
+
+
+class MaxPool(LayerBase):
+    """2-D max pooling. ``strides`` defaults to ``pool_size``, as in Keras."""
+
+    KIND = "MaxPool"
+    PREFIX = "max_pooling2d"
+    type: Literal["MaxPool", "MaxPooling2D", "MaxPool2D"]
+    pool_size: Pair = (2, 2)
+    strides: Pair | None = None
+    padding: Literal["valid", "same"] = "valid"
+
+
+class Dropout(LayerBase):
+    """Zeroes a fraction ``rate`` of inputs while training; the identity at inference."""
+
+    KIND = "Dropout"
+    PREFIX = "dropout"
+    type: Literal["Dropout"]
+    rate: Fraction
+
+
+class Flatten(LayerBase):
+    """(height, width, channels) → (height·width·channels,), in that (row-major NHWC) order."""
+
+    KIND = "Flatten"
+    PREFIX = "flatten"
+    type: Literal["Flatten"]
+
+
+class Dense(LayerBase):
+    """Fully connected layer on a flat vector. Kernel layout (inputs, units), as in Keras."""
+
+    KIND = "Dense"
+    PREFIX = "dense"
+    type: Literal["Dense"]
+    units: PositiveInt
+    activation: ActivationName | None = None
+    use_bias: StrictBool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+
+class Softmax(LayerBase):
+    """Softmax over the last axis (channels, or the units of a Dense)."""
+
+    KIND = "Softmax"
+    PREFIX = "softmax"
+    type: Literal["Softmax"]
+    axis: Literal[-1] = -1
+
+
+LAYER_KINDS: tuple[type[LayerBase], ...] = (
+    Conv2D,
+    Activation,
+    MaxPool,
+    Dropout,
+    Flatten,
+    Dense,
+    Softmax,
+)
+Layer = Annotated[
+    Conv2D | Activation | MaxPool | Dropout | Flatten | Dense | Softmax,
+    Field(discriminator="type"),
+]
+_LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
+    literal: kind
+    for kind in LAYER_KINDS
+    for literal in kind.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
+}
+
+# ----------------------------------------------------------------------------- training
+
+
+class SGD(_Model):
+    """Keras ``SGD`` (defaults as in Keras)."""
+
+    type: Literal["sgd", "SGD"]
+    learning_rate: PositiveFloat = 0.01
+    momentum: Fraction = 0.0
+    nesterov: StrictBool = False
+
+
+class Adam(_Model):
+    """Keras ``Adam`` (defaults as in Keras; note Keras's epsilon 1e-7, PyTorch's 1e-8)."""
+
+    type: Literal["adam", "Adam"]
+    learning_rate: PositiveFloat = 0.001
+    beta_1: Fraction = 0.9
+    beta_2: Fraction = 0.999
+    epsilon: PositiveFloat = 1e-7
+    amsgrad: StrictBool = False
+
+
+class RMSprop(_Model):
+    """Keras ``RMSprop`` (defaults as in Keras)."""
+
+    type: Literal["rmsprop", "RMSprop"]
+    learning_rate: PositiveFloat = 0.001
+    rho: Fraction = 0.9
+    momentum: Fraction = 0.0
+    epsilon: PositiveFloat = 1e-7
+    centered: StrictBool = False
+
+
+def _optimizer_shorthand(value: object) -> object:
+    """``optimizer: adam`` is short for ``optimizer: {type: adam}``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+Optimizer = Annotated[
+    SGD | Adam | RMSprop,
+    Field(discriminator="type"),
+    BeforeValidator(
+        _optimizer_shorthand,
+        json_schema_input_type=Literal["sgd", "SGD", "adam", "Adam", "rmsprop", "RMSprop"]
+        | SGD
+        | Adam
+        | RMSprop,
+    ),
+]
+
+
+class Train(_Model):
+    """What Keras's ``compile`` and ``fit`` take.
+
+    Labels are integer class indices; ``categorical_crossentropy`` one-hot encodes them, so it
+    and ``sparse_categorical_crossentropy`` compute the same loss.
+    """
+
+    optimizer: Optimizer = Field(default_factory=lambda: Adam(type="adam"))
+    loss: Literal[
+        "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy"
+    ] = "categorical_crossentropy"
+    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])  # type: ignore[arg-type]
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    validation_split: Fraction = 0.2
+    shuffle: StrictBool = True
+    seed: NonNegativeInt = 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class SyntheticData(_Model):
+    """Coloured shapes on noisy backgrounds, generated in memory from the train seed."""
+
+    source: Literal["synthetic"]
+    samples: PositiveInt = 1200
+    classes_by: Literal["shape", "colour", "color"] = "shape"
+    noise: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.1
+
+
+class NpzData(_Model):
+    """A ``.npz`` file with arrays ``x`` (N, H, W, C) and ``y`` (N,); path relative to the spec."""
+
+    source: Literal["npz"]
+    path: Annotated[str, Strict(), at.MinLen(1)]
+
+
+class FolderData(_Model):
+    """An image folder ``root/<class>/*.png|jpg``; classes in sorted order."""
+
+    source: Literal["folder"]
+    path: Annotated[str, Strict(), at.MinLen(1)]
+
+
+class DigitsData(_Model):
+    """scikit-learn's bundled 1,797 8×8 handwritten digits, fitted to the input shape."""
+
+    source: Literal["digits"]
+
+
+Data = Annotated[SyntheticData | NpzData | FolderData | DigitsData, Field(discriminator="source")]
+
+# ----------------------------------------------------------------------------- the spec
+
+
+class Spec(_Model):
+    """A whole spec file. ``input_shape`` is (height, width, channels), channels last."""
+
+    schema_: Annotated[str, Strict()] | None = Field(default=None, alias="$schema")
+    name: Name
+    description: Annotated[str, Strict()] = ""
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt]
+    layers: Annotated[list[Layer], at.MinLen(1)]
+    class_names: list[Annotated[str, Strict(), at.MinLen(1)]] | None = None
+    train: Train = Field(default_factory=Train)
+    data: Data | None = None
+
+    _source: Located | None = PrivateAttr(default=None)
+
+    def issue(self, path: Path, message: str, hint: str = "") -> Issue:
+        """A located :class:`Issue` at ``path`` in the file this spec came from."""
+        source = self._source or Located("<spec>", None)
+        return source.issue(path, message, hint)
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in, as plain data (what a run directory stores)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"schema_"})
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | FilePath) -> Spec:
+    """Read, parse and validate a spec file. Raises a :class:`~specnet.errors.SpecError`."""
+    try:
+        raw = FilePath(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a spec file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    return _validate(load_yaml(raw, str(path)))
+
+
+def loads_spec(text: str, filename: str = "<string>") -> Spec:
+    """Parse and validate spec text (``filename`` is used only in messages)."""
+    return _validate(load_yaml(text.encode("utf-8"), filename))
+
+
+def spec_from_dict(data: dict[str, Any], filename: str = "<dict>") -> Spec:
+    """Validate already-parsed data (no line numbers; field paths still name the problem)."""
+    return _validate(Located(filename, data))
+
+
+def _validate(source: Located) -> Spec:
+    data = source.data
+    if not isinstance(data, dict):
+        raise SpecValidationError(
+            [
+                source.issue(
+                    (),
+                    f"expected a mapping of fields, received {_describe(data)}",
+                    "a spec starts with `name:`, `input_shape:` and `layers:`",
+                )
+            ]
+        )
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        issues = [_translate(error, source) for error in exc.errors(include_url=False)]
+        raise SpecValidationError(sorted(set(issues), key=_order)) from None
+    spec._source = source
+    issues = _name_layers(spec)
+    if issues:
+        raise SpecValidationError(issues)
+    return spec
+
+
+def _order(issue: Issue) -> tuple[int, int, str]:
+    return (issue.line, issue.column, issue.field)
+
+
+def _name_layers(spec: Spec) -> list[Issue]:
+    """Give unnamed layers Keras-style names (``conv2d``, ``conv2d_1``) that avoid user names."""
+    issues: list[Issue] = []
+    taken: dict[str, int] = {}
+    for i, layer in enumerate(spec.layers):
+        if layer.name is None:
+            continue
+        if layer.name in taken:
+            issues.append(
+                spec.issue(
+                    ("layers", i, "name"),
+                    f"duplicate layer name {layer.name!r} (also layers[{taken[layer.name]}])",
+                    "layer names must be unique; weights are keyed by them",
+                )
+            )
+        taken[layer.name] = i
+    counters: dict[str, int] = {}
+    for layer in spec.layers:
+        if layer.name is not None:
+            continue
+        while True:
+            n = counters.get(layer.PREFIX, 0)
+            counters[layer.PREFIX] = n + 1
+            candidate = layer.PREFIX if n == 0 else f"{layer.PREFIX}_{n}"
+            if candidate not in taken:
+                break
+        layer.name = candidate
+        taken[candidate] = -1
+    return issues
+
+
+# ----------------------------------------------------------------------------- error translation
+
+
+def _describe(value: object) -> str:
+    """A short, safe rendering of a received value (never the whole input)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return f"a mapping with {len(value)} keys"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lookup(data: object, loc: Path) -> tuple[Path, object]:
+    """Follow pydantic's ``loc`` through the raw data; drop the steps that are union tags.
+
+    A string step missing from a mapping is a union tag (``Conv2D`` in ``layers.0.Conv2D.filters``)
+    unless it is the last step, which is then a missing field.
+    """
+    clean: list[str | int] = []
+    for i, step in enumerate(loc):
+        if isinstance(data, dict) and isinstance(step, str):
+            if step in data:
+                data = data[step]
+                clean.append(step)
+            elif i == len(loc) - 1:
+                data = None
+                clean.append(step)
+        elif isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data):
+            data = data[step]
+            clean.append(step)
+    return tuple(clean), data
+
+
+def _fields_of(parent: object, parent_path: Path) -> list[str]:
+    """Valid field names of the model at ``parent_path`` (for "did you mean")."""
+    model: type[BaseModel] | None = None
+    if parent_path == ():
+        model = Spec
+    elif parent_path == ("train",):
+        model = Train
+    elif parent_path == ("train", "optimizer") and isinstance(parent, dict):
+        optimizers: dict[str, type[BaseModel]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+        model = optimizers.get(str(parent.get("type")).lower())
+    elif parent_path == ("data",) and isinstance(parent, dict):
+        sources: dict[str, type[BaseModel]] = {
+            "synthetic": SyntheticData,
+            "npz": NpzData,
+            "folder": FolderData,
+        }
+        model = sources.get(str(parent.get("source")), DigitsData)
+    elif parent_path[:1] == ("layers",) and isinstance(parent, dict):
+        model = _LAYER_BY_TYPE.get(str(parent.get("type")))
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    folded = {choice.lower(): choice for choice in choices}
+    if word.lower() in folded:
+        return folded[word.lower()]
+    close = difflib.get_close_matches(word.lower(), list(folded), n=1, cutoff=0.6)
+    return folded[close[0]] if close else ""
+
+
+def _translate(error: Any, source: Located) -> Issue:
+    path, received = _lookup(source.data, tuple(error["loc"]))
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = _describe(received)
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        parent = _lookup(source.data, path[:-1])[1]
+        fields = _fields_of(parent, path[:-1])
+        close = _suggest(key, fields)
+        hint = f"did you mean `{close}`?" if close else ""
+        if fields and not close:
+            hint = "valid fields here: " + ", ".join(fields)
+        return source.issue(path, f"unknown field `{key}`", hint, key=True)
+    if kind == "missing":
+        return source.issue(
+            path,
+            f"missing required field `{path[-1]}`",
+            f"add `{path[-1]}:` to {'the spec' if len(path) == 1 else 'this mapping'}",
+        )
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        tag = str(ctx.get("tag", ""))
+        field = str(ctx.get("discriminator", "type")).strip("'")
+        close = _suggest(tag, tags)
+        hint = f"did you mean {close!r}?" if close else "expected one of: " + ", ".join(tags)
+        what = "layer type" if path[:1] == ("layers",) else f"`{field}`"
+        return source.issue((*path, field), f"unknown {what} {tag!r}", hint)
+    if kind == "union_tag_not_found":
+        field = str(ctx.get("discriminator", "type")).strip("'")
+        example = "{type: Dense, units: 10}" if path[:1] == ("layers",) else f"`{field}: ...`"
+        return source.issue(
+            path, f"expected a mapping with a `{field}` field, received {got}", f"write {example}"
+        )
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        examples = {"layers": "{type: Dense, units: 10}", "train": "`optimizer: adam`"}
+        hint = f"e.g. {examples[str(path[0])]}" if path and str(path[0]) in examples else ""
+        return source.issue(path, f"expected a mapping of fields, received {got}", hint)
+    if kind in ("list_type", "tuple_type") and path[-1:] != ("input_shape",):
+        return source.issue(path, f"expected a list, received {got}")
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        close = _suggest(str(received), choices) if isinstance(received, str) else ""
+        expected = str(ctx.get("expected", ""))
+        hint = f"did you mean {close!r}?" if close else ""
+        return source.issue(path, f"expected {expected}, received {got}", hint)
+    if kind in ("bool_type", "bool_parsing"):
+        hint = ""
+        if isinstance(received, str) and received.lower() in ("yes", "no", "on", "off", "y", "n"):
+            hint = "YAML 1.2 reads yes/no/on/off as text; write true or false"
+        return source.issue(path, f"expected true or false, received {got}", hint)
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        hint = "remove the quotes" if isinstance(received, str) else ""
+        return source.issue(path, f"expected an integer, received {got}", hint)
+    if kind in ("float_type", "float_parsing"):
+        hint = "remove the quotes" if isinstance(received, str) else ""
+        return source.issue(path, f"expected a number, received {got}", hint)
+    bounds = {
+        "greater_than": "greater than {gt}",
+        "greater_than_equal": "at least {ge}",
+        "less_than": "less than {lt}",
+        "less_than_equal": "at most {le}",
+    }
+    if kind in bounds:
+        return source.issue(path, f"expected a value {bounds[kind].format(**ctx)}, received {got}")
+    if kind in ("too_short", "too_long"):
+        return source.issue(path, f"{error['msg'].lower()}, received {got}")
+    if kind == "string_pattern_mismatch":
+        return source.issue(
+            path,
+            f"expected a name of letters, digits, '_' or '-' (at most 64), received {got}",
+            "start with a letter or '_'",
+        )
+    if kind == "tuple_type" and path[-1:] == ("input_shape",):
+        return source.issue(
+            path, f"expected [height, width, channels], received {got}", "e.g. [32, 32, 3]"
+        )
+    return source.issue(path, f"{error['msg']}, received {got}")
