@@ -132,7 +132,7 @@ def _show(shape: Shape) -> str:
 def _image(layer: LayerBase, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise _Impossible(
-            f"{layer.KIND} needs an image (height, width, channels) but receives a vector of "
+            "needs an image (height, width, channels) but receives a vector of "
             f"{shape[0]:,} values",
             hint="put it before the Flatten",
         )
@@ -184,7 +184,7 @@ def _flatten(layer: Flatten, shape: Shape) -> tuple[Shape, int, int]:
 def _dense(layer: Dense, shape: Shape) -> tuple[Shape, int, int]:
     if len(shape) != 1:
         raise _Impossible(
-            f"Dense needs a flat vector but receives {_show(shape)}",
+            f"needs a flat vector but receives {_show(shape)}",
             hint="add `- type: Flatten` before this layer",
         )
     bias = layer.units if layer.use_bias else 0
@@ -229,7 +229,7 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
     plan = Plan(spec, tuple(spec.input_shape), tuple(planned), limits)
     issues = _check_limits(plan, limits) + _check_class_names(plan)
     if issues:
-        raise ShapeError(issues)
+        raise ShapeError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
     return plan
 
 

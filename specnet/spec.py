@@ -522,6 +522,17 @@ def _translate(error: Any, source: Located) -> Issue:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = _describe(received)
+    if path[-1:] == ("input_shape",) and kind in ("missing", "too_long", "tuple_type"):
+        shown = _lookup(source.data, path)[1]
+        return source.issue(
+            path,
+            f"expected 3 values [height, width, channels], received {_describe(shown)}",
+            "e.g. [32, 32, 3]; a grey image has 1 channel: [28, 28, 1]",
+        )
+    if kind == "too_short" and path == ("layers",):
+        return source.issue(path, "expected at least one layer, received an empty list")
+    if kind == "string_type":
+        return source.issue(path, f"expected a string, received {got}", "quote it")
     if kind == "extra_forbidden":
         key = str(path[-1])
         parent = _lookup(source.data, path[:-1])[1]
@@ -589,9 +600,5 @@ def _translate(error: Any, source: Located) -> Issue:
             path,
             f"expected a name of letters, digits, '_' or '-' (at most 64), received {got}",
             "start with a letter or '_'",
-        )
-    if kind == "tuple_type" and path[-1:] == ("input_shape",):
-        return source.issue(
-            path, f"expected [height, width, channels], received {got}", "e.g. [32, 32, 3]"
         )
     return source.issue(path, f"{error['msg']}, received {got}")

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up .venv and run everything CI runs: lint, format check, types, the whole test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k shapes).
+source "$(dirname "$0")/env.sh" all,dev
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest -n 2 "$@"

@@ -1,0 +1,136 @@
+"""Property-based tests: nothing but specnet's own error ever escapes the loader or inference."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from specnet import SpecError, infer, loads_spec
+from tests.conftest import SPECS
+
+# `SPECNET_FUZZ_EXAMPLES=200000 pytest tests/test_fuzz.py` runs a longer campaign.
+EXAMPLES = int(os.environ.get("SPECNET_FUZZ_EXAMPLES", "1500"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SEEDS = [path.read_text() for path in SPECS]
+YAML_BITS = [*list("[]{}:,-&*!|>'\"#%@?\t\n "), "<<: ", "*a", "&a ", "!!str ", "---\n", "~", "0x"]
+
+
+def _survives(text: str) -> None:
+    try:
+        plan = infer(loads_spec(text, "fuzz.yaml"))
+    except SpecError as exc:
+        assert exc.issues
+        assert all(issue.file == "fuzz.yaml" for issue in exc.issues)
+        return
+    assert plan.total_params >= 0
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["same", "valid", "relu", "softmax", "adam", "Conv2D", "Dense", "yes", "010"]),
+)
+values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    "dilation_rate",
+    "activation",
+    "use_bias",
+    "pool_size",
+    "rate",
+    "units",
+    "name",
+    "axis",
+    "kernel_initializer",
+]
+layer = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "Conv2D",
+                "Convolution2D",
+                "MaxPool",
+                "MaxPooling2D",
+                "Dropout",
+                "Flatten",
+                "Dense",
+                "Activation",
+                "Softmax",
+                "Conv3D",
+                "dense",
+            ]
+        )
+    },
+    optional={
+        field: st.one_of(st.integers(-3, 40), st.lists(st.integers(-1, 9), max_size=3), values)
+        for field in FIELDS
+    },
+)
+spec_dicts = st.fixed_dictionaries(
+    {
+        "name": st.one_of(st.just("fuzz"), scalars),
+        "input_shape": st.one_of(st.lists(st.integers(-2, 300), min_size=3, max_size=3), values),
+        "layers": st.lists(layer, max_size=8),
+    },
+    optional={"train": values, "data": values, "class_names": values, "extra": values},
+)
+
+
+@FUZZ
+@given(spec_dicts)
+def test_generated_specs(doc: dict[str, object]) -> None:
+    _survives(yaml.safe_dump(doc, allow_unicode=True))
+
+
+@FUZZ
+@given(
+    st.sampled_from(SEEDS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "delete", "replace", "duplicate"]),
+            st.floats(0, 1),
+            st.integers(1, 12),
+            st.one_of(st.sampled_from(YAML_BITS), st.text(max_size=4)),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_mutated_specs(seed: str, mutations: list[tuple[str, float, int, str]]) -> None:
+    text = seed
+    for op, where, length, bit in mutations:
+        at = int(where * len(text))
+        if op == "insert":
+            text = text[:at] + bit + text[at:]
+        elif op == "delete":
+            text = text[:at] + text[at + length :]
+        elif op == "replace":
+            text = text[:at] + bit + text[at + len(bit) :]
+        else:
+            text = text[:at] + text[at : at + length] + text[at:]
+    _survives(text)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_arbitrary_text(text: str) -> None:
+    _survives(text)

@@ -1,0 +1,179 @@
+"""Loading: good specs, Keras aliases, automatic names, strict fields, the YAML 1.2 reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specnet import SpecError, load_spec, loads_spec, spec_from_dict
+from specnet.spec import LAYER_KINDS, Conv2D, MaxPool
+from tests.conftest import SPECS
+
+MINIMAL = """\
+name: t
+input_shape: [8, 8, 1]
+layers:
+"""
+
+
+def _load(layers: str, extra: str = "") -> object:
+    return loads_spec(MINIMAL + layers + extra, "t.yaml")
+
+
+def _problem(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        loads_spec(text, "t.yaml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_bundled_specs_load(path: Path) -> None:
+    spec = load_spec(path)
+    names = [layer.name for layer in spec.layers]
+    assert all(names)
+    assert len(set(names)) == len(names)
+
+
+def test_keras_aliases_map_to_one_kind() -> None:
+    spec = loads_spec(
+        MINIMAL + "  - {type: Convolution2D, filters: 2, kernel_size: 3}\n"
+        "  - {type: Conv2D, filters: 2, kernel_size: 1}\n"
+        "  - {type: MaxPooling2D}\n  - {type: MaxPool2D, pool_size: 1}\n"
+        "  - {type: MaxPool, pool_size: 1}\n"
+    )
+    kinds = [type(layer) for layer in spec.layers]
+    assert kinds == [Conv2D, Conv2D, MaxPool, MaxPool, MaxPool]
+
+
+def test_automatic_names_follow_keras_and_avoid_user_names() -> None:
+    spec = loads_spec(
+        MINIMAL + "  - {type: Conv2D, filters: 2, kernel_size: 1, name: conv2d_1}\n"
+        "  - {type: Conv2D, filters: 2, kernel_size: 1}\n"
+        "  - {type: Conv2D, filters: 2, kernel_size: 1}\n"
+        "  - {type: MaxPooling2D}\n  - {type: Flatten}\n  - {type: Dense, units: 2}\n"
+        "  - {type: Dense, units: 2}\n  - {type: Activation, activation: softmax}\n"
+    )
+    assert [layer.name for layer in spec.layers] == [
+        "conv2d_1",
+        "conv2d",
+        "conv2d_2",
+        "max_pooling2d",
+        "flatten",
+        "dense",
+        "dense_1",
+        "activation",
+    ]
+
+
+def test_defaults_follow_keras() -> None:
+    spec = loads_spec(
+        MINIMAL + "  - {type: Conv2D, filters: 4, kernel_size: 3}\n  - {type: MaxPool}\n"
+    )
+    conv, pool = spec.layers
+    assert isinstance(conv, Conv2D)
+    assert isinstance(pool, MaxPool)
+    assert conv.kernel_size == (3, 3)
+    assert (conv.strides, conv.padding, conv.dilation_rate) == ((1, 1), "valid", (1, 1))
+    assert (conv.activation, conv.use_bias) == (None, True)
+    assert (conv.kernel_initializer, conv.bias_initializer) == ("glorot_uniform", "zeros")
+    assert (pool.pool_size, pool.strides, pool.padding) == ((2, 2), None, "valid")
+    optimizer = spec.train.optimizer
+    assert (optimizer.type, optimizer.learning_rate) == ("adam", 0.001)
+    assert spec.train.batch_size == 32
+
+
+def test_optimizer_shorthand_and_mapping() -> None:
+    short = _load("  - {type: Flatten}\n", "train:\n  optimizer: sgd\n")
+    assert short.train.optimizer.learning_rate == 0.01  # type: ignore[attr-defined]
+    full = _load(
+        "  - {type: Flatten}\n", "train:\n  optimizer: {type: RMSprop, learning_rate: 1e-4}\n"
+    )
+    assert full.train.optimizer.learning_rate == 1e-4  # type: ignore[attr-defined]
+
+
+def test_resolved_spec_round_trips() -> None:
+    spec = load_spec(SPECS[0])
+    resolved = spec.resolved()
+    again = spec_from_dict(resolved)
+    assert again.resolved() == resolved
+    assert resolved["layers"][0]["name"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"8"', "expected an integer, received the string '8'"),
+        ("8.0", "expected an integer, received 8.0"),
+        ("true", "expected an integer, received true"),
+        ("08", "leading zero"),
+        ("0", "expected a value greater than 0"),
+    ],
+)
+def test_integers_are_strict(value: str, message: str) -> None:
+    assert message in _problem(
+        MINIMAL + f"  - {{type: Conv2D, filters: {value}, kernel_size: 1}}\n"
+    )
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "Yes", "NO"])
+def test_yaml_11_booleans_are_refused_with_a_hint(word: str) -> None:
+    text = _problem(
+        MINIMAL + f"  - {{type: Conv2D, filters: 2, kernel_size: 1, use_bias: {word}}}\n"
+    )
+    assert "write true or false" in text
+
+
+def test_yaml_12_scalars() -> None:
+    spec = _load(
+        "  - {type: Flatten}\n", "train:\n  optimizer: {type: adam, learning_rate: 1e-3}\n"
+    )
+    assert spec.train.optimizer.learning_rate == 0.001  # type: ignore[attr-defined]
+    named = loads_spec("name: 'no'\ninput_shape: [0x8, 0o10, 1]\nlayers: [{type: Flatten}]\n")
+    assert named.name == "no"
+    assert named.input_shape == (8, 8, 1)
+
+
+def test_anchors_and_merge_keys() -> None:
+    spec = loads_spec(
+        MINIMAL + "  - &conv {type: Conv2D, filters: 2, kernel_size: 3, padding: same}\n"
+        "  - {<<: *conv, filters: 5}\n"
+    )
+    first, second = spec.layers
+    assert isinstance(second, Conv2D)
+    assert (second.filters, second.padding) == (5, "same")
+    assert first.name != second.name
+
+
+def test_all_errors_are_collected_and_sorted() -> None:
+    text = _problem(
+        "name: t\ninput_shape: [8, 8, 0]\nlayers:\n"
+        "  - {type: Dense, units: -1, activaton: relu}\n"
+        "train: {epochs: 0}\n"
+    )
+    lines = [line for line in text.splitlines() if line.startswith("t.yaml:")]
+    assert [line.split(": ")[1] for line in lines] == [
+        "input_shape[2]",
+        "layers[0].units",
+        "layers[0].activaton",
+        "train.epochs",
+    ]
+    assert "did you mean `activation`?" in text
+    assert "4 problems found" in text
+
+
+def test_received_values_are_truncated() -> None:
+    text = _problem(MINIMAL + "  - {type: Dense, units: '" + "x" * 5000 + "'}\n")
+    assert len(text) < 400
+
+
+def test_every_layer_kind_has_a_distinct_type() -> None:
+    types = [kind.model_fields["type"].annotation for kind in LAYER_KINDS]
+    assert len({kind.KIND for kind in LAYER_KINDS}) == len(LAYER_KINDS)
+    assert all(types)
+
+
+def test_spec_from_dict_reports_field_paths_without_lines() -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_dict({"name": "t", "input_shape": [8, 8, 1], "layers": [{"type": "Dense"}]})
+    assert "layers[0].units: missing required field" in str(info.value)
