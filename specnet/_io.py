@@ -12,6 +12,12 @@ from specnet.errors import RuntimeFailure, UsageError
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> Path:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then move it into place.
 
@@ -29,6 +35,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; act like open()
             os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, target)

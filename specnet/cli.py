@@ -26,6 +26,10 @@ examples:
   specnet summary specs/seed_cnn.yaml          layers, output shapes, parameters, FLOPs
   specnet summary specs/seed_cnn.yaml --json   the same as JSON
   specnet schema -o specnet.schema.json        JSON Schema for editors (draft-07)
+  specnet build specs/seed_cnn.yaml --backend torch --emit-source model.py
+                                               native model + canonical weights in build/seed_cnn/
+  specnet build specs/seed_cnn.yaml --backend keras --weights build/seed_cnn
+                                               the same weights in the other framework
 
 exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for tracebacks.
 """
@@ -118,6 +122,30 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from specnet.build import build
+
+    limits = _limits(args)
+    result = build(
+        args.spec,
+        args.backend,
+        out=args.out,
+        seed=args.seed,
+        weights=args.weights,
+        force=args.force,
+        emit_source=args.emit_source,
+        limits=limits,  # type: ignore[arg-type]
+    )
+    plan = result.plan
+    print(
+        f"built {plan.name} with {result.backend}: {plan.total_params:,} params, "
+        f"output {plan.output_shape}"
+    )
+    for path in result.files:
+        print(f"  {path}")
+    return 0
+
+
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-params",
@@ -162,6 +190,23 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
     schema.add_argument("--force", action="store_true", help="replace FILE if it exists")
     schema.set_defaults(run=_cmd_schema)
+
+    build = verbs.add_parser(
+        "build", help="build the native model and canonical weights in a build directory"
+    )
+    build.add_argument("spec", metavar="SPEC")
+    build.add_argument("--backend", choices=["keras", "torch"], default="keras")
+    build.add_argument("--out", metavar="DIR", help="build directory (default build/<spec name>)")
+    build.add_argument(
+        "--seed", type=int, metavar="N", help="initializer seed (default train.seed)"
+    )
+    build.add_argument(
+        "--weights", metavar="FILE", help="canonical weights (a file or a build/run directory)"
+    )
+    build.add_argument("--emit-source", metavar="FILE", help="also write standalone Python source")
+    build.add_argument("--force", action="store_true", help="replace what --out or FILE holds")
+    _add_limits(build)
+    build.set_defaults(run=_cmd_build)
 
     init = verbs.add_parser("init", help="write a starter spec")
     init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")

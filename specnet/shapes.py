@@ -30,7 +30,17 @@ from specnet.spec import (
     Spec,
 )
 
-__all__ = ["Limits", "Plan", "PlanLayer", "Shape", "infer", "summary_text"]
+__all__ = [
+    "Limits",
+    "Plan",
+    "PlanLayer",
+    "Shape",
+    "ends_in_softmax",
+    "infer",
+    "logits_plan",
+    "same_padding",
+    "summary_text",
+]
 
 Shape = tuple[int, ...]
 BYTES_PER_VALUE = 4  # float32
@@ -150,6 +160,14 @@ def _window(size: int, window: int, stride: int, padding: str, what: str, shape:
     return (size - window) // stride + 1
 
 
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """Keras/TensorFlow ``same`` padding along one axis: (before, after). The odd row or column
+    goes after (bottom/right); PyTorch's symmetric ``padding=`` cannot express that."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
 def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
     h, w, c = _image(layer, shape)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
@@ -231,6 +249,29 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
     if issues:
         raise ShapeError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
     return plan
+
+
+def _is_softmax(layer: LayerBase) -> bool:
+    return isinstance(layer, Softmax) or getattr(layer, "activation", None) == "softmax"
+
+
+def ends_in_softmax(plan: Plan) -> bool:
+    """Whether the network's last operation is a softmax (a layer, or a fused activation)."""
+    return _is_softmax(plan.layers[-1].layer)
+
+
+def logits_plan(plan: Plan) -> Plan:
+    """The same network without its final softmax: what parity compares, and what a loss on
+    logits trains. Layer names and weights are unchanged; a plan with no softmax is returned."""
+    last = plan.spec.layers[-1]
+    if not _is_softmax(last):
+        return plan
+    if isinstance(last, Softmax | Activation):
+        linear = Activation(type="Activation", activation="linear", name=last.name)
+        layers = [*plan.spec.layers[:-1], linear]
+    else:
+        layers = [*plan.spec.layers[:-1], last.model_copy(update={"activation": None})]
+    return infer(plan.spec.model_copy(update={"layers": layers}), plan.limits)
 
 
 def _check_limits(plan: Plan, limits: Limits) -> list[Issue]:

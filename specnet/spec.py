@@ -61,6 +61,8 @@ StrictBool = Annotated[bool, Strict()]
 PositiveFloat = Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)]
 Fraction = Annotated[float, Strict(), at.Ge(0), at.Lt(1)]  # 0 ≤ x < 1
 Name = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")]
+# Layer names become Python attributes in generated PyTorch code and weight-key prefixes.
+LayerName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 ACTIVATIONS = (
     "relu",
@@ -129,7 +131,7 @@ class LayerBase(_Model):
 
     KIND: ClassVar[str]
     PREFIX: ClassVar[str]
-    name: Name | None = None
+    name: LayerName | None = None
 
 
 class Conv2D(LayerBase):
@@ -596,9 +598,10 @@ def _translate(error: Any, source: Located) -> Issue:
     if kind in ("too_short", "too_long"):
         return source.issue(path, f"{error['msg'].lower()}, received {got}")
     if kind == "string_pattern_mismatch":
+        allowed = "'_'" if path[:1] == ("layers",) else "'_' or '-'"
         return source.issue(
             path,
-            f"expected a name of letters, digits, '_' or '-' (at most 64), received {got}",
+            f"expected a name of letters, digits or {allowed} (at most 64), received {got}",
             "start with a letter or '_'",
         )
     return source.issue(path, f"{error['msg']}, received {got}")

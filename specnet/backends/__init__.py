@@ -1,6 +1,67 @@
-"""Backends: one module per framework (keras, torch, onnx), each mapping layer kinds by table.
+"""Backends: one module per framework, each mapping every layer kind through a table.
 
-Backend modules import their framework lazily through :func:`specnet._frameworks.require`.
+Every backend implements :class:`Backend`. Modules import their framework lazily (through
+:func:`specnet._frameworks.require`), so importing this package costs nothing.
 """
 
 from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from specnet.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from specnet.shapes import Plan
+    from specnet.weights import Weights
+
+__all__ = ["BACKENDS", "Backend", "get_backend"]
+
+# name → module holding a ``BACKEND`` object
+BACKENDS: dict[str, str] = {
+    "keras": "specnet.backends.keras",
+    "torch": "specnet.backends.torch",
+}
+
+
+class Backend(Protocol):
+    """The small interface every backend offers. Batches are float32 NHWC NumPy arrays."""
+
+    name: str
+    native_file: str  # file name of the native model in a build or run directory
+
+    def build(self, plan: Plan) -> Any:
+        """A native model for ``plan`` (weights are whatever the framework drew)."""
+
+    def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
+        """Load canonical weights into ``model`` (the one place that converts layouts in)."""
+
+    def get_weights(self, model: Any, plan: Plan) -> Weights:
+        """Read canonical weights back out (the one place that converts layouts out)."""
+
+    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """Inference (dropout off) on an NHWC batch; the output in the Plan's layout."""
+
+    def count_params(self, model: Any) -> int:
+        """Parameters as the framework counts them."""
+
+    def save_native(self, model: Any, path: Path) -> None:
+        """Write the native model file atomically (no pickle)."""
+
+    def load_native(self, path: Path, plan: Plan) -> Any:
+        """Read a native model file written by :meth:`save_native`."""
+
+    def emit_source(self, plan: Plan) -> str:
+        """A standalone Python file that builds the model with this framework alone."""
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; imports its module (not yet its framework)."""
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    module = importlib.import_module(BACKENDS[name])
+    backend: Backend = module.BACKEND
+    return backend

@@ -1,0 +1,245 @@
+"""The Keras 3 (TensorFlow) backend: a ``keras.Sequential`` per Plan.
+
+Keras's layout is the canonical one, so weights pass through unchanged. Each layer kind maps
+through :data:`LAYERS` to a Keras class name and its keyword arguments; the same table builds
+the live model and writes the standalone source, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from specnet import __version__
+from specnet._frameworks import require
+from specnet.backends import _standalone
+from specnet.errors import RuntimeFailure
+from specnet.shapes import Plan, PlanLayer
+from specnet.spec import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    LayerBase,
+    MaxPool,
+    Softmax,
+)
+from specnet.weights import Weights, check_weights, expected_shapes
+
+__all__ = ["BACKEND", "LAYERS", "KerasBackend"]
+
+Call = tuple[str, dict[str, Any]]  # (keras.layers class name, keyword arguments)
+
+
+def _conv2d(layer: Conv2D) -> Call:
+    return "Conv2D", {
+        "filters": layer.filters,
+        "kernel_size": layer.kernel_size,
+        "strides": layer.strides,
+        "padding": layer.padding,
+        "dilation_rate": layer.dilation_rate,
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "kernel_initializer": layer.kernel_initializer,
+        "bias_initializer": layer.bias_initializer,
+    }
+
+
+def _activation(layer: Activation) -> Call:
+    return "Activation", {"activation": layer.activation}
+
+
+def _max_pool(layer: MaxPool) -> Call:
+    strides = layer.strides or layer.pool_size
+    return "MaxPooling2D", {
+        "pool_size": layer.pool_size,
+        "strides": strides,
+        "padding": layer.padding,
+    }
+
+
+def _dropout(layer: Dropout) -> Call:
+    return "Dropout", {"rate": layer.rate}
+
+
+def _flatten(layer: Flatten) -> Call:
+    return "Flatten", {}
+
+
+def _dense(layer: Dense) -> Call:
+    return "Dense", {
+        "units": layer.units,
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "kernel_initializer": layer.kernel_initializer,
+        "bias_initializer": layer.bias_initializer,
+    }
+
+
+def _softmax(layer: Softmax) -> Call:
+    return "Softmax", {"axis": layer.axis}
+
+
+LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
+    Conv2D: _conv2d,
+    Activation: _activation,
+    MaxPool: _max_pool,
+    Dropout: _dropout,
+    Flatten: _flatten,
+    Dense: _dense,
+    Softmax: _softmax,
+}
+
+
+def _keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require("tensorflow")
+    return require("keras")
+
+
+def _call(step: PlanLayer) -> Call:
+    cls, kwargs = LAYERS[type(step.layer)](step.layer)
+    return cls, {**kwargs, "name": step.name}
+
+
+# Keras's own defaults: the generated source leaves these out, as a person would.
+_WEIGHTED = {
+    "activation": None,
+    "use_bias": True,
+    "kernel_initializer": "glorot_uniform",
+    "bias_initializer": "zeros",
+}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Conv2D": {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), **_WEIGHTED},
+    "Dense": _WEIGHTED,
+    "MaxPooling2D": {"padding": "valid"},
+    "Softmax": {"axis": -1},
+}
+
+
+def _py(value: Any) -> str:
+    """Python source for a literal, strings in double quotes (as ruff formats them)."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+class KerasBackend:
+    """Keras 3 on TensorFlow. Models are ``keras.Sequential``; the input is NHWC."""
+
+    name = "keras"
+    native_file = "model.keras"
+
+    def build(self, plan: Plan) -> Any:
+        keras = _keras()
+        layers = [getattr(keras.layers, cls)(**kwargs) for cls, kwargs in map(_call, plan.layers)]
+        return keras.Sequential([keras.Input(shape=plan.input_shape), *layers], name=plan.name)
+
+    def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
+        weights = check_weights(plan, weights)
+        for step in plan.layers:
+            if f"{step.name}.kernel" not in weights:
+                continue
+            layer = model.get_layer(step.name)
+            layer.kernel.assign(weights[f"{step.name}.kernel"])
+            if f"{step.name}.bias" in weights:
+                layer.bias.assign(weights[f"{step.name}.bias"])
+
+    def get_weights(self, model: Any, plan: Plan) -> Weights:
+        out: Weights = {}
+        for key in expected_shapes(plan):
+            name, kind = key.rsplit(".", 1)
+            out[key] = getattr(model.get_layer(name), kind).numpy()
+        return out
+
+    def predict(self, model: Any, x: Any) -> Any:
+        return model(x, training=False).numpy()
+
+    def count_params(self, model: Any) -> int:
+        return int(model.count_params())
+
+    def save_native(self, model: Any, path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".keras", dir=path.parent)
+        os.close(fd)
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise RuntimeFailure(f"{path}: cannot write ({exc.strerror})") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_native(self, path: Path, plan: Plan) -> Any:
+        keras = _keras()
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+    def emit_source(self, plan: Plan) -> str:
+        lines = []
+        for step in plan.layers:
+            cls, kwargs = _call(step)
+            defaults = _DEFAULTS.get(cls, {})
+            shown = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
+            if cls == "MaxPooling2D" and shown.get("strides") == shown.get("pool_size"):
+                shown.pop("strides")  # Keras's default: strides = pool_size
+            args = ", ".join(f"{key}={_py(value)}" for key, value in shown.items())
+            shape = ", ".join(str(n) for n in step.output_shape)
+            lines.append(f"            layers.{cls}({args}),  # -> (None, {shape})")
+        body = "\n".join(lines)
+        reader = inspect.getsource(_standalone.read_safetensors)
+        return _KERAS_SOURCE.format(
+            name=plan.name,
+            version=__version__,
+            input_shape=tuple(plan.input_shape),
+            layers=body,
+            reader=reader,
+        )
+
+
+_KERAS_SOURCE = '''\
+"""{name}: a Keras 3 model generated by specnet {version}. Plain Keras: read it, copy it, own it.
+
+    model = build_model()
+    load_canonical_weights(model, "weights.safetensors")
+    probabilities = model.predict(images)  # images: (N, height, width, channels), float32
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers
+
+
+def build_model() -> keras.Model:
+    """The network, input channels last: {input_shape}."""
+    return keras.Sequential(
+        [
+            keras.Input(shape={input_shape}),
+{layers}
+        ],
+        name={name!r},
+    )
+
+
+{reader}
+
+def load_canonical_weights(model: keras.Model, path: str | Path) -> None:
+    """Load specnet's canonical weights (Keras's own layout: nothing to convert)."""
+    weights = read_safetensors(path)
+    for layer in model.layers:
+        values = [weights[f"{{layer.name}}.{{k}}"] for k in ("kernel", "bias")
+                  if f"{{layer.name}}.{{k}}" in weights]
+        if values:
+            layer.set_weights(values)
+'''
+
+BACKEND = KerasBackend()

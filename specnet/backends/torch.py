@@ -1,0 +1,378 @@
+"""The PyTorch backend: an idiomatic ``torch.nn`` module per Plan, NCHW inside.
+
+Each spec layer becomes one or more modules (:data:`LAYERS`): ``conv2d_pad`` (an explicit,
+possibly asymmetric pad: Keras's ``same`` puts the odd row/column at the bottom/right, which
+PyTorch's symmetric ``padding=`` cannot), ``conv2d`` (the parametrised module, so state_dict keys
+read ``conv2d.weight``), ``conv2d_act``. The same table builds the live ``nn.Sequential`` and
+writes the standalone source, so the two cannot drift apart.
+
+Layout conversions live in :func:`conversions`, the one place that maps canonical weights to
+PyTorch's: conv kernels HWIO → OIHW (a transpose, never ``.T``); Dense kernels (in, out) → (out,
+in); and for the first Dense after a Flatten its rows are permuted from Keras's (h, w, c) order
+to PyTorch's (c, h, w). Conversions are data (a list of reshape/transpose steps), so the
+generated source replays exactly what the backend does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from specnet import __version__
+from specnet._frameworks import require
+from specnet._io import atomic_write_bytes
+from specnet.backends import _standalone
+from specnet.shapes import Plan, PlanLayer, Shape, same_padding
+from specnet.spec import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    LayerBase,
+    MaxPool,
+    Softmax,
+)
+from specnet.weights import Weights, check_weights
+
+__all__ = ["ACTIVATIONS", "BACKEND", "LAYERS", "TorchBackend", "conversions"]
+
+# (child name, torch.nn class name, positional args, keyword args)
+Module = tuple[str, str, tuple[Any, ...], dict[str, Any]]
+
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "relu": ("ReLU", {}),
+    "sigmoid": ("Sigmoid", {}),
+    "tanh": ("Tanh", {}),
+    "softmax": ("Softmax", {"dim": 1}),  # the channel axis in NCHW, the unit axis in (N, units)
+    "linear": ("Identity", {}),
+    "elu": ("ELU", {"alpha": 1.0}),
+    "selu": ("SELU", {}),
+    "gelu": ("GELU", {"approximate": "none"}),  # Keras's gelu is exact by default
+    "softplus": ("Softplus", {}),
+    "leaky_relu": ("LeakyReLU", {"negative_slope": 0.2}),  # Keras's slope, not PyTorch's 0.01
+}
+
+
+def _activation_module(name: str, activation: str | None) -> list[Module]:
+    if activation is None or activation == "linear":
+        return []
+    cls, kwargs = ACTIVATIONS[activation]
+    return [(name, cls, (), kwargs)]
+
+
+def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> tuple[int, ...]:
+    """(left, right, top, bottom) for Keras ``same`` padding on this layer's input."""
+    top, bottom = same_padding(step.input_shape[0], window[0], stride[0])
+    left, right = same_padding(step.input_shape[1], window[1], stride[1])
+    return (left, right, top, bottom)
+
+
+def _conv2d(layer: Conv2D, step: PlanLayer) -> list[Module]:
+    kh, kw = layer.kernel_size
+    dh, dw = layer.dilation_rate
+    modules: list[Module] = []
+    padding: tuple[int, int] = (0, 0)
+    if layer.padding == "same":
+        left, right, top, bottom = _pads(
+            step, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), layer.strides
+        )
+        if (left, top) == (right, bottom):
+            padding = (top, left)
+        else:
+            modules.append((f"{step.name}_pad", "ZeroPad2d", ((left, right, top, bottom),), {}))
+    conv = {
+        "kernel_size": layer.kernel_size,
+        "stride": layer.strides,
+        "padding": padding,
+        "dilation": layer.dilation_rate,
+        "bias": layer.use_bias,
+    }
+    modules.append((step.name, "Conv2d", (step.input_shape[-1], layer.filters), conv))
+    return modules + _activation_module(f"{step.name}_act", layer.activation)
+
+
+def _activation(layer: Activation, step: PlanLayer) -> list[Module]:
+    return _activation_module(step.name, layer.activation) or [(step.name, "Identity", (), {})]
+
+
+def _max_pool(layer: MaxPool, step: PlanLayer) -> list[Module]:
+    strides = layer.strides or layer.pool_size
+    modules: list[Module] = []
+    padding: tuple[int, int] = (0, 0)
+    if layer.padding == "same":
+        left, right, top, bottom = _pads(step, layer.pool_size, strides)
+        symmetric = (left, top) == (right, bottom)
+        if symmetric and 2 * top <= layer.pool_size[0] and 2 * left <= layer.pool_size[1]:
+            padding = (top, left)  # MaxPool2d pads with -inf itself, symmetrically
+        else:
+            pad = ((left, right, top, bottom), float("-inf"))
+            modules.append((f"{step.name}_pad", "ConstantPad2d", pad, {}))
+    pool = {"kernel_size": layer.pool_size, "stride": strides, "padding": padding}
+    return [*modules, (step.name, "MaxPool2d", (), pool)]
+
+
+def _dropout(layer: Dropout, step: PlanLayer) -> list[Module]:
+    return [(step.name, "Dropout", (layer.rate,), {})]
+
+
+def _flatten(layer: Flatten, step: PlanLayer) -> list[Module]:
+    return [(step.name, "Flatten", (), {})]
+
+
+def _dense(layer: Dense, step: PlanLayer) -> list[Module]:
+    linear = (step.name, "Linear", (step.input_shape[0], layer.units), {"bias": layer.use_bias})
+    return [linear, *_activation_module(f"{step.name}_act", layer.activation)]
+
+
+def _softmax(layer: Softmax, step: PlanLayer) -> list[Module]:
+    return [(step.name, "Softmax", (), {"dim": 1})]
+
+
+LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
+    Conv2D: _conv2d,
+    Activation: _activation,
+    MaxPool: _max_pool,
+    Dropout: _dropout,
+    Flatten: _flatten,
+    Dense: _dense,
+    Softmax: _softmax,
+}
+
+# ----------------------------------------------------------------------------- weights
+
+Step = tuple[str, tuple[int, ...]]  # ("reshape", shape) or ("transpose", axes)
+
+
+def _flattened_images(plan: Plan) -> dict[str, Shape]:
+    """Dense layer name → the (h, w, c) image a Flatten turned into its input, if any."""
+    out: dict[str, Shape] = {}
+    image: Shape | None = None
+    for step in plan.layers:
+        if isinstance(step.layer, Flatten) and len(step.input_shape) == 3:
+            image = step.input_shape
+        elif isinstance(step.layer, Dense):
+            if image is not None:
+                out[step.name] = image
+            image = None
+    return out
+
+
+def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
+    """(canonical key, state_dict key, steps canonical → torch, steps torch → canonical)."""
+    images = _flattened_images(plan)
+    table: list[tuple[str, str, list[Step], list[Step]]] = []
+    for step in plan.layers:
+        layer, name = step.layer, step.name
+        if isinstance(layer, Conv2D):
+            table.append(
+                (f"{name}.kernel", f"{name}.weight", [("transpose", (3, 2, 0, 1))],
+                 [("transpose", (2, 3, 1, 0))])
+            )  # fmt: skip
+        elif isinstance(layer, Dense) and name in images:
+            (h, w, c), units = images[name], layer.units
+            to_torch: list[Step] = [
+                ("reshape", (h, w, c, units)),
+                ("transpose", (2, 0, 1, 3)),
+                ("reshape", (c * h * w, units)),
+                ("transpose", (1, 0)),
+            ]
+            to_canonical: list[Step] = [
+                ("transpose", (1, 0)),
+                ("reshape", (c, h, w, units)),
+                ("transpose", (1, 2, 0, 3)),
+                ("reshape", (h * w * c, units)),
+            ]
+            table.append((f"{name}.kernel", f"{name}.weight", to_torch, to_canonical))
+        elif isinstance(layer, Dense):
+            flip: list[Step] = [("transpose", (1, 0))]
+            table.append((f"{name}.kernel", f"{name}.weight", flip, flip))
+        else:
+            continue
+        if layer.use_bias:
+            table.append((f"{name}.bias", f"{name}.bias", [], []))
+    return table
+
+
+def _apply(array: Any, steps: list[Step]) -> Any:
+    np = require("numpy")
+    for op, arg in steps:
+        array = array.reshape(arg) if op == "reshape" else array.transpose(arg)
+    return np.ascontiguousarray(array)
+
+
+def _render(expression: str, steps: list[Step]) -> str:
+    return expression + "".join(f".{op}{arg}" for op, arg in steps)
+
+
+# ----------------------------------------------------------------------------- the backend
+
+
+def _torch() -> Any:
+    return require("torch")
+
+
+def _modules(plan: Plan) -> list[Module]:
+    return [module for step in plan.layers for module in LAYERS[type(step.layer)](step.layer, step)]
+
+
+class TorchBackend:
+    """PyTorch. Models are ``nn.Sequential`` taking NCHW; :meth:`predict` takes NHWC."""
+
+    name = "torch"
+    native_file = "model.torch.safetensors"
+
+    def build(self, plan: Plan) -> Any:
+        nn = _torch().nn
+        children = OrderedDict(
+            (name, getattr(nn, cls)(*args, **kwargs)) for name, cls, args, kwargs in _modules(plan)
+        )
+        return nn.Sequential(children).eval()
+
+    def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
+        torch = _torch()
+        weights = check_weights(plan, weights)
+        state = {key: torch.from_numpy(_apply(weights[canonical], steps))
+                 for canonical, key, steps, _ in conversions(plan)}  # fmt: skip
+        model.load_state_dict(state, strict=True)
+
+    def get_weights(self, model: Any, plan: Plan) -> Weights:
+        state = model.state_dict()
+        return {
+            canonical: _apply(state[key].detach().cpu().numpy(), steps)
+            for canonical, key, _, steps in conversions(plan)
+        }
+
+    def predict(self, model: Any, x: Any) -> Any:
+        torch = _torch()
+        model.eval()
+        with torch.inference_mode():
+            out = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+            if out.ndim == 4:
+                out = out.permute(0, 2, 3, 1)
+            return out.contiguous().numpy()
+
+    def count_params(self, model: Any) -> int:
+        return sum(int(p.numel()) for p in model.parameters())
+
+    def save_native(self, model: Any, path: Path) -> None:
+        save = require("safetensors.torch").save
+        state = {key: value.contiguous() for key, value in model.state_dict().items()}
+        atomic_write_bytes(path, save(state, metadata={"format": "pt"}), overwrite=True)
+
+    def load_native(self, path: Path, plan: Plan) -> Any:
+        load = require("safetensors.torch").load
+        model = self.build(plan)
+        model.load_state_dict(load(Path(path).read_bytes()), strict=True)
+        return model
+
+    def emit_source(self, plan: Plan) -> str:
+        class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))
+        modules = _modules(plan)
+        inits, calls = [], []
+        shapes = _output_shapes(plan)
+        for name, cls, args, kwargs in modules:
+            defaults = _DEFAULTS.get(cls, {})
+            shown = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
+            rendered = [_py(a) for a in args] + [f"{k}={_py(v)}" for k, v in shown.items()]
+            inits.append(f"        self.{name} = nn.{cls}({', '.join(rendered)})")
+            comment = f"  # {shapes[name]}" if name in shapes else ""
+            calls.append(f"        x = self.{name}(x){comment}")
+        loads = [
+            f"    model.{key}.copy_(torch.from_numpy(np.ascontiguousarray("
+            f"{_render(f'weights[{_py(canonical)}]', steps)})))"
+            for canonical, key, steps, _ in conversions(plan)
+        ]
+        h, w, c = plan.input_shape
+        return _TORCH_SOURCE.format(
+            name=plan.name,
+            version=__version__,
+            class_name=class_name or "Net",
+            inits="\n".join(inits),
+            calls="\n".join(calls),
+            input_nchw=f"(N, {c}, {h}, {w})",
+            reader=inspect.getsource(_standalone.read_safetensors),
+            loads="\n".join(loads) or "    pass",
+        )
+
+
+# torch.nn's own defaults: the generated source leaves these out, as a person would.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Conv2d": {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "bias": True},
+    "MaxPool2d": {"padding": (0, 0)},
+    "Linear": {"bias": True},
+    "ELU": {"alpha": 1.0},
+    "GELU": {"approximate": "none"},
+}
+
+
+def _py(value: Any) -> str:
+    """Python source for a literal: strings in double quotes, infinities as float("inf")."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f'float("{value}")'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_py, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def _output_shapes(plan: Plan) -> dict[str, str]:
+    """Child module name → its output shape in NCHW, for the comments of the generated source."""
+    out = {}
+    for step in plan.layers:
+        shape = step.output_shape
+        nchw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+        text = "(N, " + ", ".join(str(n) for n in nchw) + ")"
+        last = LAYERS[type(step.layer)](step.layer, step)[-1][0]
+        out[last] = text  # only the module that finishes the spec layer gets a comment
+    return out
+
+
+_TORCH_SOURCE = '''\
+"""{name}: a PyTorch model generated by specnet {version}. Plain PyTorch: read it, copy it, own it.
+
+    model = {class_name}()
+    load_canonical_weights(model, "weights.safetensors")
+    model.eval()
+    probabilities = model(images)  # images: {input_nchw}, float32, channels first
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class {class_name}(nn.Module):
+    """Input {input_nchw} (NCHW); Keras's `same` padding is explicit where it is asymmetric."""
+
+    def __init__(self) -> None:
+        super().__init__()
+{inits}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+{calls}
+        return x
+
+
+{reader}
+
+@torch.no_grad()
+def load_canonical_weights(model: {class_name}, path: str | Path) -> None:
+    """Load specnet's canonical (Keras-layout) weights: conv kernels HWIO -> OIHW, Dense kernels
+    transposed, and the Dense after a Flatten has its rows reordered from (h, w, c) to (c, h, w)."""
+    weights = read_safetensors(path)
+{loads}
+'''
+
+BACKEND = TorchBackend()

@@ -1,0 +1,183 @@
+"""Canonical weights: one layout for every backend, stored as ``weights.safetensors``.
+
+Keys are ``<layer name>.kernel`` and ``<layer name>.bias``; values are float32 arrays in Keras's
+layout, which is the canonical one:
+
+* ``Conv2D.kernel``: (kernel_h, kernel_w, in_channels, filters) — HWIO;
+* ``Dense.kernel``: (inputs, units), and when the Dense follows a Flatten its rows are in the
+  order Keras flattens an NHWC tensor: (height, width, channel), channel fastest;
+* ``*.bias``: (units,) or (filters,).
+
+Each backend converts to and from this layout in exactly one place (its converter table).
+Initial weights are drawn here, in NumPy, with Keras's initializer formulas, so an untrained
+model is the same function on every backend. The file is readable with NumPy alone (a safetensors
+file is an 8-byte header length, a JSON header and raw little-endian data); no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specnet._frameworks import require
+from specnet._io import atomic_write_bytes
+from specnet.backends import _standalone
+from specnet.errors import UsageError
+from specnet.spec import Conv2D, Dense
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from specnet.shapes import Plan
+
+__all__ = [
+    "Weights",
+    "expected_shapes",
+    "init_weights",
+    "load_weights",
+    "read_safetensors",
+    "save_weights",
+]
+
+Weights = dict[str, "np.ndarray"]
+Sampler = Callable[["np.random.Generator", tuple[int, ...], int, int], "np.ndarray"]
+
+_TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2], as Keras uses
+
+
+def expected_shapes(plan: Plan) -> dict[str, tuple[int, ...]]:
+    """Canonical key → shape, for every parameter of the plan, in layer order."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for step in plan.layers:
+        layer = step.layer
+        if isinstance(layer, Conv2D):
+            kh, kw = layer.kernel_size
+            shapes[f"{step.name}.kernel"] = (kh, kw, step.input_shape[-1], layer.filters)
+            if layer.use_bias:
+                shapes[f"{step.name}.bias"] = (layer.filters,)
+        elif isinstance(layer, Dense):
+            shapes[f"{step.name}.kernel"] = (step.input_shape[0], layer.units)
+            if layer.use_bias:
+                shapes[f"{step.name}.bias"] = (layer.units,)
+    return shapes
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Keras's ``compute_fans``: the receptive field multiplies both fans of a conv kernel."""
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _variance_scaling(scale: float, mode: str, distribution: str) -> Sampler:
+    def sample(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        fan = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2}[mode]
+        variance = scale / max(1.0, fan)
+        if distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, size=shape)
+        std = math.sqrt(variance) / _TRUNCATED_STD
+        values = rng.standard_normal(size=shape)
+        bad = abs(values) > 2
+        while bad.any():  # resample outside ±2σ: a truncated normal, as Keras draws it
+            values[bad] = rng.standard_normal(size=int(bad.sum()))
+            bad = abs(values) > 2
+        return values * std
+
+    return sample
+
+
+def _constant(value: float) -> Sampler:
+    def sample(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        return require("numpy").full(shape, value)
+
+    return sample
+
+
+INITIALIZERS: dict[str, Sampler] = {
+    "glorot_uniform": _variance_scaling(1.0, "fan_avg", "uniform"),
+    "glorot_normal": _variance_scaling(1.0, "fan_avg", "truncated_normal"),
+    "he_uniform": _variance_scaling(2.0, "fan_in", "uniform"),
+    "he_normal": _variance_scaling(2.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": _variance_scaling(1.0, "fan_in", "uniform"),
+    "lecun_normal": _variance_scaling(1.0, "fan_in", "truncated_normal"),
+    "zeros": _constant(0.0),
+    "ones": _constant(1.0),
+}
+
+
+def init_weights(plan: Plan, seed: int = 0) -> Weights:
+    """Seeded initial weights in the canonical layout, drawn with each layer's initializers.
+
+    Each array has its own generator seeded by (seed, crc32 of its key), so renaming or adding
+    one layer does not change the draws of the others.
+    """
+    np = require("numpy")
+    weights: Weights = {}
+    for key, shape in expected_shapes(plan).items():
+        name, kind = key.rsplit(".", 1)
+        layer = next(step.layer for step in plan.layers if step.name == name)
+        initializer = getattr(layer, f"{kind}_initializer")
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        fan_in, fan_out = _fans(shape)
+        weights[key] = np.asarray(
+            INITIALIZERS[initializer](rng, shape, fan_in, fan_out), dtype=np.float32
+        )
+    return weights
+
+
+def check_weights(plan: Plan, weights: Weights, source: str = "weights") -> Weights:
+    """Refuse weights whose keys or shapes do not match the plan; return them as float32."""
+    np = require("numpy")
+    expected = expected_shapes(plan)
+    missing = [key for key in expected if key not in weights]
+    extra = [key for key in weights if key not in expected]
+    wrong = [
+        f"{key} is {tuple(weights[key].shape)}, expected {shape}"
+        for key, shape in expected.items()
+        if key in weights and tuple(weights[key].shape) != shape
+    ]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if extra:
+        problems.append("unexpected " + ", ".join(extra))
+    problems += wrong
+    if problems:
+        raise UsageError(
+            f"{source} do not fit spec {plan.name!r}: "
+            + "; ".join(problems)
+            + " (were they saved from another spec?)"
+        )
+    return {key: np.ascontiguousarray(weights[key], dtype=np.float32) for key in expected}
+
+
+def save_weights(
+    path: str | Path, weights: Weights, *, overwrite: bool, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write canonical weights atomically as safetensors."""
+    numpy_io = require("safetensors.numpy")
+    data: bytes = numpy_io.save(weights, metadata=metadata)
+    return atomic_write_bytes(path, data, overwrite=overwrite)
+
+
+def load_weights(path: str | Path, plan: Plan | None = None) -> Weights:
+    """Read canonical weights (checked against ``plan`` when given)."""
+    try:
+        weights = read_safetensors(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such weights file") from None
+    except (ValueError, KeyError, struct.error) as exc:
+        raise UsageError(f"{path}: not a safetensors weights file ({exc})") from None
+    return check_weights(plan, weights, str(path)) if plan is not None else weights
+
+
+def read_safetensors(path: str | Path) -> Weights:
+    """Read a safetensors file with NumPy and the standard library only (no pickle, no code)."""
+    require("numpy")
+    return _standalone.read_safetensors(path)
