@@ -68,6 +68,7 @@ def build(
     """
     plan = infer(load_spec(spec_path), limits)
     chosen = get_backend(backend)
+    model = chosen.build(plan)  # first: a missing framework must fail before anything is written
     folder = claim(
         Path(out or Path("build") / plan.name), kind="build", spec=plan.name, force=force
     )
@@ -79,7 +80,6 @@ def build(
         seed = plan.spec.train.seed if seed is None else seed
         canonical = init_weights(plan, seed)
         origin = f"initializers, seed {seed}"
-    model = chosen.build(plan)
     chosen.set_weights(model, plan, canonical)
 
     files = [

@@ -1,0 +1,22 @@
+"""One parity helper so each comparison is a line: shapes first, then values, then argmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ATOL, RTOL = 1e-5, 1e-4  # float32 parity, as DESIGN.md states
+
+
+def assert_agree(got: Any, want: Any, what: str, atol: float = ATOL, rtol: float = RTOL) -> None:
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=what)
+    if got.ndim == 2 and got.shape[1] > 1:
+        assert (got.argmax(1) == want.argmax(1)).all(), f"{what}: argmax differs"
+
+
+def batch(shape: tuple[int, ...], n: int = 6, seed: int = 0) -> np.ndarray:
+    """A float32 NHWC batch in [0, 1): what images look like after scaling."""
+    return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)

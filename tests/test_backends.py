@@ -1,0 +1,118 @@
+"""Keras and PyTorch compute the same function for every spec in specs/ (inference parity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from specnet import infer, load_spec
+from specnet.backends import BACKENDS, get_backend
+from specnet.backends import keras as keras_backend
+from specnet.backends import torch as torch_backend
+from specnet.shapes import RULES, ends_in_softmax, logits_plan
+from specnet.spec import LAYER_KINDS
+from specnet.weights import init_weights, load_weights, save_weights
+from tests.conftest import SPECS
+from tests.helpers import assert_agree, batch
+
+KERAS, TORCH = get_backend("keras"), get_backend("torch")
+
+
+def test_every_table_covers_every_layer_kind() -> None:
+    for table in (RULES, keras_backend.LAYERS, torch_backend.LAYERS):
+        assert set(table) == set(LAYER_KINDS)
+    assert set(torch_backend.ACTIVATIONS) == set(
+        LAYER_KINDS[1].model_fields["activation"].annotation.__args__  # type: ignore[union-attr]
+    )
+    assert set(BACKENDS) == {"keras", "torch"}
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_inference_parity(path: Path) -> None:
+    plan = infer(load_spec(path))
+    weights = init_weights(plan, seed=7)
+    x = batch(plan.input_shape)
+    for variant in (logits_plan(plan), plan):  # pre-softmax outputs first, then the full model
+        outputs = {}
+        for backend in (KERAS, TORCH):
+            model = backend.build(variant)
+            backend.set_weights(model, variant, weights)
+            outputs[backend.name] = backend.predict(model, x)
+            assert outputs[backend.name].shape == (len(x), *variant.output_shape)
+        assert_agree(outputs["torch"], outputs["keras"], f"{plan.name}: torch vs keras")
+    if ends_in_softmax(plan):
+        np.testing.assert_allclose(outputs["keras"].sum(1), 1.0, rtol=1e-5)
+
+
+def _keras_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    return {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+
+
+def _torch_shapes(model: Any, plan: Any, x: np.ndarray) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    seen: dict[str, tuple[int, ...]] = {}
+    for name, module in model.named_children():
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: seen.__setitem__(name, tuple(out.shape[1:]))
+        )
+    with torch.no_grad():
+        model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    # the last module of each spec layer; NCHW → NHWC
+    out = {}
+    for step in plan.layers:
+        modules = torch_backend.LAYERS[type(step.layer)](step.layer, step)
+        shape = seen[modules[-1][0]]
+        out[step.name] = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+    return out
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_framework_shapes_and_params_equal_the_plan(path: Path) -> None:
+    plan = infer(load_spec(path))
+    want = {step.name: step.output_shape for step in plan.layers}
+    keras_model, torch_model = KERAS.build(plan), TORCH.build(plan)
+    assert _keras_shapes(keras_model) == want
+    assert _torch_shapes(torch_model, plan, batch(plan.input_shape, n=2)) == want
+    assert KERAS.count_params(keras_model) == plan.total_params
+    assert TORCH.count_params(torch_model) == plan.total_params
+    for step in plan.layers:
+        assert keras_model.get_layer(step.name).count_params() == step.params
+
+
+def test_round_trip_is_bit_identical(tmp_path: Path) -> None:
+    """keras → weights.safetensors → torch → weights.safetensors → keras: the same bits."""
+    plan = infer(load_spec(SPECS[0].parent / "strides_same.yaml"))
+    rng = np.random.default_rng(3)
+    original = {
+        key: rng.standard_normal(value.shape).astype(np.float32)
+        for key, value in init_weights(plan).items()
+    }
+    keras_model = KERAS.build(plan)
+    KERAS.set_weights(keras_model, plan, original)
+    save_weights(tmp_path / "a.safetensors", KERAS.get_weights(keras_model, plan), overwrite=False)
+    torch_model = TORCH.build(plan)
+    TORCH.set_weights(torch_model, plan, load_weights(tmp_path / "a.safetensors", plan))
+    save_weights(tmp_path / "b.safetensors", TORCH.get_weights(torch_model, plan), overwrite=False)
+    again = KERAS.build(plan)
+    KERAS.set_weights(again, plan, load_weights(tmp_path / "b.safetensors", plan))
+    final = KERAS.get_weights(again, plan)
+    assert final.keys() == original.keys()
+    for key in original:
+        assert final[key].dtype == np.float32
+        assert np.array_equal(final[key], original[key]), key
+
+
+def test_safetensors_file_is_read_identically_by_the_library_and_numpy(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    plan = infer(load_spec(SPECS[0]))
+    weights = init_weights(plan, seed=1)
+    save_weights(tmp_path / "w.safetensors", weights, overwrite=False)
+    ours, theirs = load_weights(tmp_path / "w.safetensors"), load_file(tmp_path / "w.safetensors")
+    assert ours.keys() == theirs.keys() == weights.keys()
+    for key in weights:
+        assert np.array_equal(ours[key], theirs[key])

@@ -1,0 +1,71 @@
+"""Canonical weights: initializers drawn as Keras draws them, checks on keys and shapes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from specnet import UsageError, infer, loads_spec
+from specnet.spec import INITIALIZERS
+from specnet.weights import check_weights, init_weights
+
+SHAPE = (3, 3, 16, 32)  # a conv kernel: fans include the 3×3 receptive field
+
+
+def _ours(initializer: str) -> np.ndarray:
+    spec = (
+        "name: t\ninput_shape: [8, 8, 16]\nlayers:\n"
+        f"  - {{type: Conv2D, filters: 32, kernel_size: 3, kernel_initializer: {initializer}}}\n"
+    )
+    return init_weights(infer(loads_spec(spec)), seed=0)["conv2d.kernel"]
+
+
+@pytest.mark.parametrize("initializer", INITIALIZERS)
+def test_initializers_match_keras(initializer: str) -> None:
+    import keras
+
+    config = {} if initializer in ("zeros", "ones") else {"seed": 1}
+    theirs = np.asarray(
+        keras.initializers.get({"class_name": initializer, "config": config})(SHAPE)
+    )
+    ours = _ours(initializer)
+    assert ours.shape == theirs.shape == SHAPE
+    assert ours.dtype == np.float32
+    if initializer in ("zeros", "ones"):
+        assert np.array_equal(ours, theirs)
+        return
+    # the same distribution: same spread and the same bounds (±limit or ±2σ truncation)
+    assert math.isclose(ours.std(), theirs.std(), rel_tol=0.05)
+    assert math.isclose(np.abs(ours).max(), np.abs(theirs).max(), rel_tol=0.05)
+    assert abs(ours.mean()) < 0.1 * ours.std()
+
+
+def test_draws_depend_on_seed_and_key_only() -> None:
+    base = "name: t\ninput_shape: [8, 8, 1]\nlayers:\n  - {type: Flatten}\n"
+    one = infer(loads_spec(base + "  - {type: Dense, units: 4, name: head}\n"))
+    two = infer(
+        loads_spec(base + "  - {type: Dense, units: 9}\n  - {type: Dense, units: 4, name: head}\n")
+    )
+    assert np.array_equal(init_weights(one, 5)["head.bias"], init_weights(two, 5)["head.bias"])
+    assert not np.array_equal(
+        init_weights(one, 5)["head.kernel"], init_weights(one, 6)["head.kernel"]
+    )
+    assert np.array_equal(init_weights(one, 5)["head.kernel"], init_weights(one, 5)["head.kernel"])
+
+
+def test_check_weights_names_what_is_wrong() -> None:
+    plan = infer(
+        loads_spec(
+            "name: t\ninput_shape: [4, 4, 1]\nlayers:\n"
+            "  - {type: Flatten}\n  - {type: Dense, units: 2}\n"
+        )
+    )
+    weights = init_weights(plan)
+    with pytest.raises(UsageError, match=r"missing dense.bias"):
+        check_weights(plan, {"dense.kernel": weights["dense.kernel"]})
+    with pytest.raises(UsageError, match=r"dense.kernel is \(3, 2\), expected \(16, 2\)"):
+        check_weights(plan, {**weights, "dense.kernel": np.zeros((3, 2), np.float32)})
+    with pytest.raises(UsageError, match=r"unexpected conv.kernel"):
+        check_weights(plan, {**weights, "conv.kernel": np.zeros(1, np.float32)})
