@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -33,8 +34,13 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize(("command", "shown"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
-def test_readme_command(command: str, shown: list[str], cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(ROOT)
+def test_readme_command(command: str, shown: list[str], cli, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # run in a scratch folder that sees the repository's specs and tests, so builds land there
+    for name in ("specs", "tests"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
+    if "--weights build/seed_cnn" in command:  # continues the build example before it
+        assert cli("build", "specs/seed_cnn.yaml", "--backend", "keras").code == 0
     argv = shlex.split(command)
     assert argv[0] == "specnet"
     if argv[1:] == ["--version"]:  # argparse's version action exits by itself
@@ -47,6 +53,17 @@ def test_readme_command(command: str, shown: list[str], cli, monkeypatch) -> Non
         assert (result.out + result.err).splitlines() == shown
     else:
         assert result.code == 0, result.err
+
+
+def test_python_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        code = compile(block, "README.md", "exec")
+        exec(code, {"__name__": "readme"})  # noqa: S102 - the README's own examples, by design
+    assert (tmp_path / "build" / "seed" / "weights.safetensors").exists()
 
 
 def test_two_commands_and_ci() -> None:
