@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -96,10 +97,33 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
 }
 
 
+_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
+
+
+def _import_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up chatter (info lines printed to fd 2 before its
+    logging is configured, which TF_CPP_MIN_LOG_LEVEL cannot silence) filtered out; any other
+    line it prints is passed on."""
+    if "tensorflow" in sys.modules:
+        return
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            require("tensorflow")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line and not line.startswith(_NOISE):
+                    print(line, file=sys.stderr)
+
+
 def _keras() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    require("tensorflow")
+    _import_tensorflow()
     return require("keras")
 
 
