@@ -37,6 +37,12 @@ __all__ = ["BACKEND", "LAYERS", "KerasBackend"]
 Call = tuple[str, dict[str, Any]]  # (keras.layers class name, keyword arguments)
 
 
+def _weighted(layer: Conv2D | Dense) -> dict[str, Any]:
+    """The fields Conv2D and Dense share, which Keras spells exactly as the spec does."""
+    fields = ("activation", "use_bias", "kernel_initializer", "bias_initializer")
+    return {field: getattr(layer, field) for field in fields}
+
+
 def _conv2d(layer: Conv2D) -> Call:
     return "Conv2D", {
         "filters": layer.filters,
@@ -44,10 +50,7 @@ def _conv2d(layer: Conv2D) -> Call:
         "strides": layer.strides,
         "padding": layer.padding,
         "dilation_rate": layer.dilation_rate,
-        "activation": layer.activation,
-        "use_bias": layer.use_bias,
-        "kernel_initializer": layer.kernel_initializer,
-        "bias_initializer": layer.bias_initializer,
+        **_weighted(layer),
     }
 
 
@@ -73,13 +76,7 @@ def _flatten(layer: Flatten) -> Call:
 
 
 def _dense(layer: Dense) -> Call:
-    return "Dense", {
-        "units": layer.units,
-        "activation": layer.activation,
-        "use_bias": layer.use_bias,
-        "kernel_initializer": layer.kernel_initializer,
-        "bias_initializer": layer.bias_initializer,
-    }
+    return "Dense", {"units": layer.units, **_weighted(layer)}
 
 
 def _softmax(layer: Softmax) -> Call:
