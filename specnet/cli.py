@@ -146,6 +146,41 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from specnet.data import parse_data_option
+    from specnet.progress import Progress
+    from specnet.train import train
+
+    mode = "quiet" if args.quiet else "json" if args.json else "auto"
+    if args.spec is None and args.resume is None:
+        raise UsageError("train needs a SPEC or --resume RUN")
+    result = train(
+        args.spec,
+        args.backend,
+        data=parse_data_option(args.data) if args.data else None,
+        epochs=args.epochs,
+        out=args.out,
+        resume=args.resume,
+        weights=args.weights,
+        force=args.force,
+        progress=Progress(mode),
+        limits=_limits(args),  # type: ignore[arg-type]
+    )
+    history = result.history
+    summary = {
+        "run": str(result.out),
+        "backend": result.backend,
+        **{key: values[-1] for key, values in history.items() if values},
+    }
+    if args.json:
+        print(json.dumps({"finished": summary}))
+    elif not args.quiet:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
+        print(f"trained {result.plan.name} with {result.backend}: {metrics}")
+        print(f"run directory: {result.out}")
+    return 0
+
+
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-params",
@@ -207,6 +242,22 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="replace what --out or FILE holds")
     _add_limits(build)
     build.set_defaults(run=_cmd_build)
+
+    train = verbs.add_parser("train", help="train a spec on its data; writes a run directory")
+    train.add_argument("spec", nargs="?", metavar="SPEC")
+    train.add_argument("--backend", choices=["keras", "torch"], default="keras")
+    train.add_argument("--data", metavar="SOURCE", help="synthetic, digits, FILE.npz or a folder")
+    train.add_argument("--epochs", type=int, metavar="N", help="override train.epochs")
+    train.add_argument(
+        "--out", metavar="RUN", help="run directory (default runs/<spec>/<backend>-N)"
+    )
+    train.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    train.add_argument("--weights", metavar="FILE", help="start from canonical weights")
+    train.add_argument("--force", action="store_true", help="replace what --out holds")
+    train.add_argument("--quiet", action="store_true", help="print nothing while training")
+    train.add_argument("--json", action="store_true", help="print one JSON object per epoch")
+    _add_limits(train)
+    train.set_defaults(run=_cmd_train)
 
     init = verbs.add_parser("init", help="write a starter spec")
     init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")

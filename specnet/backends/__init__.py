@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from specnet.shapes import Plan
+    from specnet.spec import Train
     from specnet.weights import Weights
 
 __all__ = ["BACKENDS", "Backend", "get_backend"]
@@ -53,6 +54,9 @@ class Backend(Protocol):
 
     def load_native(self, path: Path, plan: Plan) -> Any:
         """Read a native model file written by :meth:`save_native`."""
+
+    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+        """A trainer: ``step(x, y)``, ``logits(x)``, ``weights()``, ``state()``, ``load_state``."""
 
     def emit_source(self, plan: Plan) -> str:
         """A standalone Python file that builds the model with this framework alone."""

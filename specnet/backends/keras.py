@@ -29,6 +29,7 @@ from specnet.spec import (
     LayerBase,
     MaxPool,
     Softmax,
+    Train,
 )
 from specnet.weights import Weights, check_weights, expected_shapes
 
@@ -198,6 +199,12 @@ class KerasBackend:
     def load_native(self, path: Path, plan: Plan) -> Any:
         keras = _keras()
         return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+        """A trainer for the training plan (see :mod:`specnet.backends.keras_train`)."""
+        from specnet.backends.keras_train import KerasTrainer
+
+        return KerasTrainer(self, plan, train, weights)
 
     def emit_source(self, plan: Plan) -> str:
         lines = []

@@ -35,6 +35,7 @@ from specnet.spec import (
     LayerBase,
     MaxPool,
     Softmax,
+    Train,
 )
 from specnet.weights import Weights, check_weights
 
@@ -268,6 +269,12 @@ class TorchBackend:
         model = self.build(plan)
         model.load_state_dict(load(Path(path).read_bytes()), strict=True)
         return model
+
+    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+        """A trainer for the training plan (see :mod:`specnet.backends.torch_train`)."""
+        from specnet.backends.torch_train import TorchTrainer
+
+        return TorchTrainer(self, plan, train, weights)
 
     def emit_source(self, plan: Plan) -> str:
         class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))

@@ -1,0 +1,186 @@
+"""Training in PyTorch with Keras's semantics.
+
+Keras's optimizers differ from PyTorch's in small ways that break training parity, so the
+ones that differ are written out here:
+
+* SGD (momentum, Nesterov): ``torch.optim.SGD`` is the same update (``v = m·v − lr·g`` in Keras
+  equals ``b = m·b + g; w −= lr·b`` in PyTorch for a constant learning rate) — used as is.
+* Adam: Keras adds epsilon to ``sqrt(v)`` *before* the bias correction of the step size
+  (``w −= lr·sqrt(1−β2ᵗ)/(1−β1ᵗ) · m / (sqrt(v) + ε)``); PyTorch adds it after. Same formula
+  otherwise, so :class:`KerasAdam` changes only that.
+* RMSprop: Keras divides by ``sqrt(v + ε)``, PyTorch by ``sqrt(v) + ε``: :class:`KerasRMSprop`.
+
+The loss is computed on logits (the training plan has no final softmax) with
+``cross_entropy``, which is numerically stable; the saved model keeps its softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specnet._frameworks import require
+from specnet.shapes import Plan
+from specnet.spec import SGD, Adam, RMSprop, Train
+from specnet.weights import Weights
+
+torch = require("torch")
+
+
+class KerasAdam(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
+    """Adam exactly as Keras 3 updates (epsilon outside the bias correction)."""
+
+    def __init__(self, params: Any, lr: float, beta_1: float, beta_2: float, epsilon: float,
+                 amsgrad: bool) -> None:  # fmt: skip
+        defaults = {
+            "lr": lr,
+            "beta_1": beta_1,
+            "beta_2": beta_2,
+            "eps": epsilon,
+            "amsgrad": amsgrad,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            b1, b2 = group["beta_1"], group["beta_2"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["m"] = torch.zeros_like(p)
+                    state["v"] = torch.zeros_like(p)
+                    if group["amsgrad"]:
+                        state["v_hat"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                alpha = group["lr"] * torch.sqrt(1 - b2**t) / (1 - b1**t)
+                m, v = state["m"], state["v"]
+                m.add_((p.grad - m) * (1 - b1))
+                v.add_((p.grad.square() - v) * (1 - b2))
+                if group["amsgrad"]:
+                    torch.maximum(state["v_hat"], v, out=state["v_hat"])
+                    v = state["v_hat"]
+                p.sub_(m * alpha / (v.sqrt() + group["eps"]))
+
+
+class KerasRMSprop(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
+    """RMSprop exactly as Keras 3 updates (epsilon inside the square root)."""
+
+    def __init__(self, params: Any, lr: float, rho: float, momentum: float, epsilon: float,
+                 centered: bool) -> None:  # fmt: skip
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "momentum": momentum,
+            "eps": epsilon,
+            "centered": centered,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            rho = group["rho"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["v"] = torch.zeros_like(p)
+                    state["mom"] = torch.zeros_like(p)
+                    state["avg"] = torch.zeros_like(p)
+                v = state["v"]
+                v.mul_(rho).add_(p.grad.square() * (1 - rho))
+                denominator = v + group["eps"]
+                if group["centered"]:
+                    state["avg"].mul_(rho).add_(p.grad * (1 - rho))
+                    denominator = denominator - state["avg"].square()
+                increment = group["lr"] * p.grad / denominator.sqrt()
+                if group["momentum"] > 0:
+                    state["mom"].mul_(group["momentum"]).add_(increment)
+                    increment = state["mom"]
+                p.sub_(increment)
+
+
+def optimizer(config: SGD | Adam | RMSprop, params: Any) -> Any:
+    """A PyTorch optimizer that updates exactly as the Keras optimizer ``config`` names."""
+    if isinstance(config, SGD):
+        return torch.optim.SGD(
+            params, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov
+        )
+    if isinstance(config, Adam):
+        return KerasAdam(
+            params, config.learning_rate, config.beta_1, config.beta_2, config.epsilon,
+            config.amsgrad,
+        )  # fmt: skip
+    return KerasRMSprop(
+        params, config.learning_rate, config.rho, config.momentum, config.epsilon, config.centered
+    )
+
+
+class TorchTrainer:
+    """Owns the training model (logits), its optimizer and the RNG; see specnet.train."""
+
+    def __init__(self, backend: Any, plan: Plan, train: Train, weights: Weights) -> None:
+        self.backend, self.plan, self.train_config = backend, plan, train
+        torch.manual_seed(train.seed)
+        self.model = backend.build(plan)
+        backend.set_weights(self.model, plan, weights)
+        self.optimizer = optimizer(train.optimizer, self.model.parameters())
+        self.binary = train.loss == "binary_crossentropy"
+
+    def _loss(self, logits: Any, y: Any) -> Any:
+        if self.binary:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.float())
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    def _correct(self, logits: Any, y: Any) -> int:
+        guess = (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
+        return int((guess == y).sum())
+
+    def step(self, x: Any, y: Any) -> tuple[float, int]:
+        """One optimizer step on a batch (dropout on); returns (mean loss, correct count)."""
+        self.model.train()
+        inputs = torch.from_numpy(x).permute(0, 3, 1, 2)
+        labels = torch.from_numpy(y)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(inputs)
+        loss = self._loss(logits, labels)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), self._correct(logits.detach(), labels)
+
+    def logits(self, x: Any) -> Any:
+        return self.backend.predict(self.model, x)
+
+    def weights(self) -> Weights:
+        return self.backend.get_weights(self.model, self.plan)  # type: ignore[no-any-return]
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resume needs, as NumPy arrays: model, optimizer, RNG."""
+        out = {f"model/{k}": v.detach().numpy() for k, v in self.model.state_dict().items()}
+        for i, param in enumerate(self.model.parameters()):
+            for key, value in self.optimizer.state.get(param, {}).items():
+                if value is not None:  # SGD without momentum keeps a None buffer
+                    out[f"optimizer/{i}/{key}"] = torch.as_tensor(value).detach().numpy()
+        out["rng/torch"] = torch.get_rng_state().numpy()
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        model = {
+            k[len("model/") :]: torch.from_numpy(v)
+            for k, v in state.items()
+            if k.startswith("model/")
+        }
+        self.model.load_state_dict(model, strict=True)
+        for i, param in enumerate(self.model.parameters()):
+            prefix = f"optimizer/{i}/"
+            entries = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if entries:
+                self.optimizer.state[param] = {
+                    k: torch.from_numpy(v.copy()) for k, v in entries.items()
+                }
+        torch.set_rng_state(torch.from_numpy(state["rng/torch"].copy()))

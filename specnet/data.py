@@ -1,0 +1,348 @@
+"""Training data: every source becomes float32 NHWC images in [0, 1] and int64 class indices.
+
+Sources (the spec's ``data:``, or ``--data`` on the command line):
+
+* ``synthetic`` — coloured shapes on noisy backgrounds, drawn in memory from a seed at the
+  spec's input size; classes by shape (position, size and colour vary, so no linear model
+  separates them) or by colour ("red / blue / yellow", as in the seed story);
+* ``npz`` — a ``.npz`` with ``x`` (N, H, W[, C]) and ``y`` (N,) or one-hot, optional
+  ``x_test``/``y_test``; uint8 is scaled by 1/255;
+* ``folder`` — ``root/<class>/*.png|jpg|…``, classes in sorted order (as Keras's
+  ``image_dataset_from_directory`` reads them), resized with Pillow;
+* ``digits`` — scikit-learn's bundled 1,797 8×8 handwritten digits (no download), resized to
+  the input shape; the last 20% is kept as a test split.
+
+The validation split is Keras's: the *last* ``validation_split`` of the training samples, taken
+before any shuffling. Batch order is a permutation drawn from (seed, epoch), the same on every
+backend, which is what makes training parity and exact resume possible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specnet._frameworks import require
+from specnet.errors import UsageError
+from specnet.spec import DigitsData, FolderData, NpzData, Spec, SyntheticData
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Dataset", "batch_order", "load_data", "parse_data_option"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.9, 0.1, 0.1),
+    "blue": (0.1, 0.2, 0.9),
+    "yellow": (0.95, 0.85, 0.1),
+    "green": (0.1, 0.75, 0.2),
+    "magenta": (0.85, 0.1, 0.8),
+    "cyan": (0.1, 0.85, 0.85),
+    "orange": (1.0, 0.5, 0.0),
+    "white": (0.95, 0.95, 0.95),
+}
+
+
+@dataclass
+class Dataset:
+    """Arrays ready for training. ``x_*``: (N, H, W, C) float32 in [0, 1]; ``y_*``: (N,) int64."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: list[str]
+    source: str
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "train": len(self.x_train),
+            "validation": len(self.x_val),
+            "test": 0 if self.x_test is None else len(self.x_test),
+            "classes": self.class_names,
+        }
+
+
+def batch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Any:
+    """The order of training samples in ``epoch``: a pure function of (seed, epoch)."""
+    np = require("numpy")
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
+
+
+def parse_data_option(text: str) -> Any:
+    """``--data`` on the command line: ``synthetic``, ``digits``, a ``.npz`` file or a folder."""
+    if text in ("synthetic", "digits"):
+        return (
+            SyntheticData(source="synthetic")
+            if text == "synthetic"
+            else DigitsData(source="digits")
+        )
+    path = Path(text)
+    if path.suffix == ".npz":
+        return NpzData(source="npz", path=text)
+    if path.is_dir():
+        return FolderData(source="folder", path=text)
+    raise UsageError(
+        f"--data {text!r}: expected 'synthetic', 'digits', a .npz file or an image folder"
+    )
+
+
+def load_data(
+    spec: Spec, classes: int, data: Any = None, base: Path | None = None, seed: int | None = None
+) -> Dataset:
+    """Load the spec's data (or ``data``); ``classes`` is what the network outputs."""
+    source = data if data is not None else spec.data or SyntheticData(source="synthetic")
+    base = base or Path(".")
+    seed = spec.train.seed if seed is None else seed
+    x, y, names, test = _LOADERS[type(source)](source, spec, classes, base, seed)
+    names = spec.class_names or names
+    _check_labels(y, classes, source)
+    cut = math.floor(len(x) * (1.0 - spec.train.validation_split))  # as Keras's fit splits
+    dataset = Dataset(x[:cut], y[:cut], x[cut:], y[cut:], list(names), _describe(source))
+    if test is not None:
+        dataset.x_test, dataset.y_test = test
+    if len(dataset.x_train) == 0:
+        raise UsageError(f"{dataset.source}: no training samples left after the validation split")
+    return dataset
+
+
+def _describe(source: Any) -> str:
+    path = getattr(source, "path", None)
+    return f"{source.source}:{path}" if path else str(source.source)
+
+
+def _check_labels(y: np.ndarray, classes: int, source: Any) -> None:
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise UsageError(
+            f"{_describe(source)}: labels run from {int(y.min())} to {int(y.max())}, but the "
+            f"network has {classes} outputs; make the last Dense have one unit per class"
+        )
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def synthetic(
+    n: int, shape: tuple[int, ...], classes: int, by: str, seed: int, noise: float = 0.1
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` images of ``shape`` (H, W, C): one shape per image on a noisy background."""
+    np = require("numpy")
+    h, w, c = shape
+    rng = np.random.default_rng([seed, 0xDA7A])
+    y = rng.integers(0, classes, size=n)
+    by_colour = by in ("colour", "color")
+    names = _synthetic_names(classes, by_colour)
+    colours = np.array(list(COLOURS.values()))
+    if by_colour:
+        colour = colours[y % len(colours)]
+        kind = rng.integers(0, len(SHAPES), size=n)
+    else:
+        colour = colours[rng.integers(0, len(colours), size=n)]
+        kind = y % len(SHAPES)
+    size = min(h, w)
+    radius = rng.uniform(0.2, 0.4, size=n) * size
+    cy = rng.uniform(0.35, 0.65, size=n) * h
+    cx = rng.uniform(0.35, 0.65, size=n) * w
+    yy, xx = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    dy = (yy[None] - cy[:, None, None]) / radius[:, None, None]  # (N, H, W), unit radius
+    dx = (xx[None] - cx[:, None, None]) / radius[:, None, None]
+    masks = np.stack(
+        [
+            dx**2 + dy**2 <= 1,
+            np.maximum(abs(dx), abs(dy)) <= 0.8,
+            (dy <= 0.7) & (dy >= -0.9) & (abs(dx) <= (dy + 0.9) * 0.6),
+            ((abs(dx) <= 0.3) & (abs(dy) <= 1)) | ((abs(dy) <= 0.3) & (abs(dx) <= 1)),
+            (dx**2 + dy**2 <= 1) & (dx**2 + dy**2 >= 0.35),
+            abs(dx) + abs(dy) <= 1,
+        ]
+    )  # (shapes, N, H, W)
+    mask = masks[kind, np.arange(n)][..., None]  # (N, H, W, 1)
+    background = rng.uniform(0.0, 0.35, size=(n, 1, 1, 3))
+    images = np.where(mask, colour[:, None, None, :], background)
+    images = images + rng.normal(0, noise, size=images.shape)
+    if c == 1:
+        images = images @ np.array([0.299, 0.587, 0.114])[:, None]  # luminance
+    elif c != 3:
+        images = np.repeat(images.mean(-1, keepdims=True), c, axis=-1)
+    return np.clip(images, 0, 1).astype(np.float32), y.astype(np.int64), names
+
+
+def _synthetic_names(classes: int, by_colour: bool) -> list[str]:
+    base = list(COLOURS) if by_colour else list(SHAPES)
+    return [
+        base[i % len(base)] + (f"_{i // len(base)}" if i >= len(base) else "")
+        for i in range(classes)
+    ]
+
+
+def _load_synthetic(
+    source: SyntheticData, spec: Spec, classes: int, base: Path, seed: int
+) -> tuple[Any, Any, list[str], Any]:
+    if classes < 2:
+        raise UsageError(
+            "the built-in data set needs a network with at least 2 outputs (one per class)"
+        )
+    x, y, names = synthetic(
+        source.samples, spec.input_shape, classes, source.classes_by, seed, source.noise
+    )
+    return x, y, names, None
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
+    """(N, H, W, C) float images in [0, 1] → the input shape: resize (Pillow) and fix channels."""
+    np = require("numpy")
+    h, w, c = shape
+    if x.shape[1:3] != (h, w):
+        image = require("PIL.Image")
+        x = np.stack(
+            [
+                np.stack(
+                    [
+                        np.asarray(
+                            image.fromarray(channel.astype(np.float32), mode="F").resize(
+                                (w, h), image.Resampling.BILINEAR
+                            )
+                        )
+                        for channel in np.moveaxis(sample, -1, 0)
+                    ],
+                    axis=-1,
+                )
+                for sample in x
+            ]
+        )
+    if x.shape[-1] == c:
+        return x.astype(np.float32)
+    if x.shape[-1] == 1:
+        return np.repeat(x, c, axis=-1).astype(np.float32)
+    if c == 1 and x.shape[-1] in (3, 4):
+        return (x[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    raise UsageError(f"{what}: images have {x.shape[-1]} channels, the spec wants {c}")
+
+
+def _scaled(x: np.ndarray, what: str) -> Any:
+    np = require("numpy")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise UsageError(f"{what}: x has dtype {x.dtype}; expected numbers")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise UsageError(f"{what}: x contains NaN or infinite values")
+    return x
+
+
+def _labels(y: np.ndarray, n: int, what: str) -> Any:
+    np = require("numpy")
+    if y.ndim == 2:
+        y = y.argmax(1)  # one-hot
+    if y.ndim != 1 or len(y) != n:
+        raise UsageError(f"{what}: y has shape {y.shape}; expected ({n},) class indices")
+    whole = np.issubdtype(y.dtype, np.floating) and bool((y == np.round(y)).all())
+    if not np.issubdtype(y.dtype, np.integer) and not whole:
+        raise UsageError(f"{what}: y must hold integer class indices, found {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _load_npz(
+    source: NpzData, spec: Spec, classes: int, base: Path, seed: int
+) -> tuple[Any, Any, list[str], Any]:
+    np = require("numpy")
+    path = base / source.path
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable .npz file ({exc})") from None
+    with archive:
+        missing = [key for key in ("x", "y") if key not in archive.files]
+        if missing:
+            raise UsageError(f"{path}: missing array(s) {missing}; found {archive.files}")
+        splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
+        out = []
+        for xk, yk in splits:
+            x = _scaled(archive[xk], f"{path}[{xk}]")
+            if x.ndim == 3:
+                x = x[..., None]
+            if x.ndim != 4:
+                raise UsageError(f"{path}: {xk} has shape {x.shape}; expected (N, H, W[, C])")
+            out.append(
+                (
+                    _fit_images(x, spec.input_shape, str(path)),
+                    _labels(archive[yk], len(x), f"{path}[{yk}]"),
+                )
+            )
+    names = [str(i) for i in range(classes)]
+    return out[0][0], out[0][1], names, out[1] if len(out) > 1 else None
+
+
+def _load_folder(
+    source: FolderData, spec: Spec, classes: int, base: Path, seed: int
+) -> tuple[Any, Any, list[str], Any]:
+    np = require("numpy")
+    image = require("PIL.Image")
+    root = base / source.path
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise UsageError(f"{root}: no class folders; expected {root}/<class>/*.png")
+    h, w, c = spec.input_shape
+    xs, ys = [], []
+    for label, folder in enumerate(folders):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UsageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for file in files:
+            try:
+                with image.open(file) as img:
+                    img = img.convert("L" if c == 1 else "RGB").resize(
+                        (w, h), image.Resampling.BILINEAR
+                    )
+                    array = np.asarray(img, dtype=np.float32) / 255.0
+            except (OSError, ValueError, image.DecompressionBombError) as exc:
+                raise UsageError(f"{file}: cannot read this image ({exc})") from None
+            xs.append(array[..., None] if c == 1 else array)
+            ys.append(label)
+    x = np.stack(xs)
+    if c not in (1, 3):
+        x = np.repeat(x.mean(-1, keepdims=True), c, axis=-1)
+    # a fixed shuffle so the validation split (the last samples) holds every class
+    order = np.random.default_rng([seed, 0xF01D]).permutation(len(x))
+    return x[order], np.asarray(ys, np.int64)[order], [f.name for f in folders], None
+
+
+def _load_digits(
+    source: DigitsData, spec: Spec, classes: int, base: Path, seed: int
+) -> tuple[Any, Any, list[str], Any]:
+    np = require("numpy")
+    datasets = require("sklearn.datasets")
+    digits = datasets.load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1)
+    y = digits.target.astype(np.int64)
+    x = _fit_images(x, spec.input_shape, "digits")
+    order = np.random.default_rng([seed, 0xD161]).permutation(len(x))
+    x, y = x[order], y[order]
+    cut = int(len(x) * 0.8)
+    return x[:cut], y[:cut], [str(i) for i in range(10)], (x[cut:], y[cut:])
+
+
+_LOADERS: dict[type, Any] = {
+    SyntheticData: _load_synthetic,
+    NpzData: _load_npz,
+    FolderData: _load_folder,
+    DigitsData: _load_digits,
+}
