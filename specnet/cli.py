@@ -181,6 +181,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from specnet.data import anchored, parse_data_option
+    from specnet.evaluate import evaluate
+
+    data = anchored(parse_data_option(args.data), Path.cwd()) if args.data else None
+    result = evaluate(args.run, data, args.backend)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.text())
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from specnet.evaluate import predict, predictions_text
+
+    results = predict(args.run, args.inputs, args.backend)
+    print(json.dumps(results, indent=2) if args.json else predictions_text(results))
+    return 0
+
+
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-params",
@@ -213,18 +231,18 @@ def _parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", help="check specs: fields, shapes, limits")
     validate.add_argument("specs", nargs="+", metavar="SPEC")
     _add_limits(validate)
-    validate.set_defaults(run=_cmd_validate)
+    validate.set_defaults(handler=_cmd_validate)
 
     summary = verbs.add_parser("summary", help="print layers, output shapes, params and FLOPs")
     summary.add_argument("spec", metavar="SPEC")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_limits(summary)
-    summary.set_defaults(run=_cmd_summary)
+    summary.set_defaults(handler=_cmd_summary)
 
     schema = verbs.add_parser("schema", help="print the JSON Schema (draft-07) of spec files")
     schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
     schema.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    schema.set_defaults(run=_cmd_schema)
+    schema.set_defaults(handler=_cmd_schema)
 
     build = verbs.add_parser(
         "build", help="build the native model and canonical weights in a build directory"
@@ -241,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--emit-source", metavar="FILE", help="also write standalone Python source")
     build.add_argument("--force", action="store_true", help="replace what --out or FILE holds")
     _add_limits(build)
-    build.set_defaults(run=_cmd_build)
+    build.set_defaults(handler=_cmd_build)
 
     train = verbs.add_parser("train", help="train a spec on its data; writes a run directory")
     train.add_argument("spec", nargs="?", metavar="SPEC")
@@ -257,12 +275,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     _add_limits(train)
-    train.set_defaults(run=_cmd_train)
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = verbs.add_parser("evaluate", help="loss, accuracy, per-class report of a run")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument(
+        "--data", metavar="SOURCE", help="synthetic, digits, FILE.npz or a folder"
+    )
+    evaluate.add_argument("--backend", choices=["keras", "torch"], help="default: the run's")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    predict = verbs.add_parser("predict", help="classify images or an .npz with a run")
+    predict.add_argument("run", metavar="RUN")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or .npz (x)")
+    predict.add_argument("--backend", choices=["keras", "torch"], help="default: the run's")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=_cmd_predict)
 
     init = verbs.add_parser("init", help="write a starter spec")
     init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")
     init.add_argument("--force", action="store_true", help="replace PATH if it exists")
-    init.set_defaults(run=_cmd_init)
+    init.set_defaults(handler=_cmd_init)
     return parser
 
 
@@ -272,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     try:
         args = _parser().parse_args(args_list)
-        run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+        run: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
         if run is None:
             _parser().print_help()
             return 2

@@ -31,7 +31,7 @@ from specnet.spec import DigitsData, FolderData, NpzData, Spec, SyntheticData
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Dataset", "batch_order", "load_data", "parse_data_option"]
+__all__ = ["Dataset", "anchored", "batch_order", "load_data", "parse_data_option"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
@@ -77,6 +77,16 @@ def batch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Any:
     if not shuffle:
         return np.arange(n)
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
+
+
+def anchored(source: Any, base: Path) -> Any:
+    """The same data source with a path made absolute against ``base`` (the spec's folder for
+    paths written in a spec, the working directory for ``--data``), so a run's resolved spec
+    finds its data from anywhere."""
+    path = getattr(source, "path", None)
+    if path is None or Path(path).is_absolute():
+        return source
+    return source.model_copy(update={"path": str((base / path).resolve())})
 
 
 def parse_data_option(text: str) -> Any:

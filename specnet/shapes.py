@@ -261,10 +261,12 @@ def ends_in_softmax(plan: Plan) -> bool:
 
 
 def logits_plan(plan: Plan) -> Plan:
-    """The same network without its final softmax: what parity compares, and what a loss on
-    logits trains. Layer names and weights are unchanged; a plan with no softmax is returned."""
+    """The same network without its final softmax or sigmoid: what parity compares, what a loss
+    on logits trains, and what predict turns into probabilities in NumPy. Layer names and weights
+    are unchanged; a plan that already ends in logits is returned as it is."""
     last = plan.spec.layers[-1]
-    if not _is_softmax(last):
+    squashes = _is_softmax(last) or getattr(last, "activation", None) == "sigmoid"
+    if not squashes:
         return plan
     if isinstance(last, Softmax | Activation):
         linear = Activation(type="Activation", activation="linear", name=last.name)

@@ -31,12 +31,12 @@ from specnet._frameworks import require
 from specnet._io import atomic_write_bytes, atomic_write_text
 from specnet.backends import Backend, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
-from specnet.data import Dataset, batch_order, load_data
+from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.errors import RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import Activation, Dense, load_spec
+from specnet.spec import SyntheticData, load_spec
 from specnet.weights import init_weights, load_weights, save_weights
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
@@ -76,12 +76,7 @@ def training_plan(plan: Plan) -> Plan:
              "ending in sigmoid (or logits)",
              "end with {type: Dense, units: 1, activation: sigmoid}")]
         )  # fmt: skip
-    if isinstance(last, Activation):
-        last = Activation(type="Activation", activation="linear", name=last.name)
-    elif isinstance(last, Dense):
-        last = last.model_copy(update={"activation": None})
-    spec = plan.spec.model_copy(update={"layers": [*plan.spec.layers[:-1], last]})
-    return infer(spec, plan.limits)
+    return logits_plan(plan)
 
 
 def _next_run(spec: str, backend: str) -> Path:
@@ -137,21 +132,28 @@ def train(
             )
         if not (folder / LAST).exists():
             raise UsageError(f"{folder}: has no checkpoint to resume from ({LAST})")
-        spec = load_spec(folder / SPEC_FILE)
+        if data is not None:
+            raise UsageError("--resume continues on the run's own data; --data cannot change it")
+        spec = load_spec(folder / SPEC_FILE)  # the run's spec: its epochs and data, resolved
         backend = marker["backend"]
         spec_source = marker.get("spec_file", str(folder / SPEC_FILE))
-        base = Path(marker.get("data_base", "."))
     else:
         if spec_path is None:
             raise UsageError("train needs a SPEC (or --resume RUN)")
         spec = load_spec(spec_path)
-        spec_source, base = str(spec_path), Path(spec_path).parent
+        spec_source = str(spec_path)
+        source = (
+            anchored(data, Path.cwd())
+            if data is not None
+            else anchored(spec.data or SyntheticData(source="synthetic"), Path(spec_path).parent)
+        )
+        spec = spec.model_copy(update={"data": source})
     if epochs is not None:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
     plan = infer(spec, limits)
     tplan = training_plan(plan)
     chosen = get_backend(backend)
-    dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2, data, base)
+    dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2)
 
     if resume is None:
         folder = claim(
@@ -180,7 +182,6 @@ def train(
         "seed": spec.train.seed,
         "epochs": spec.train.epochs,
         "data": dataset.describe(),
-        "data_base": str(base),
         "class_names": dataset.class_names,
     }
     write_marker(folder, **meta, status="running", epochs_done=start)

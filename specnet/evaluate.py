@@ -1,0 +1,213 @@
+"""``specnet evaluate`` and ``specnet predict``: use a trained run (or a build) as a model.
+
+Both read the run's resolved spec and canonical weights, so a run trained in one framework is
+evaluated in either (``--backend``). Losses are computed in NumPy from the logits, the same way
+for every backend.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specnet._frameworks import require
+from specnet.backends import get_backend
+from specnet.build import SPEC_FILE, WEIGHTS_FILE
+from specnet.data import Dataset, IMAGE_SUFFIXES, load_data
+from specnet.errors import UsageError
+from specnet.plots import confusion
+from specnet.rundir import read_marker
+from specnet.shapes import Plan, infer, logits_plan
+from specnet.spec import load_spec
+from specnet.train import evaluate_logits, training_plan
+from specnet.weights import Weights, load_weights
+
+__all__ = ["Evaluation", "Run", "evaluate", "open_run", "predict"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A build or training run, opened for use."""
+
+    folder: Path
+    plan: Plan
+    weights: Weights
+    backend: str
+    class_names: list[str]
+
+
+def open_run(folder: str | Path, backend: str | None = None) -> Run:
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None or not (folder / WEIGHTS_FILE).exists():
+        raise UsageError(f"{folder}: not a specnet run or build (no specnet.json and weights)")
+    plan = infer(load_spec(folder / SPEC_FILE))
+    names = marker.get("class_names") or plan.spec.class_names
+    if not names:
+        units = plan.output_shape[0] if len(plan.output_shape) == 1 else 0
+        names = [str(i) for i in range(2 if units == 1 else units)]
+    weights = load_weights(folder / WEIGHTS_FILE, plan)
+    return Run(folder, plan, weights, backend or marker.get("backend", "keras"), list(names))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    split: str
+    samples: int
+    loss: float
+    accuracy: float
+    confusion: list[list[int]]
+    per_class: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def text(self) -> str:
+        lines = [
+            f"{self.split}: {self.samples} samples, loss {self.loss:.4f}, "
+            f"accuracy {self.accuracy:.4f}",
+            "",
+            f"{'class':<16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}",
+        ]
+        for row in self.per_class:
+            lines.append(
+                f"{row['class']:<16} {row['precision']:>9.4f} {row['recall']:>9.4f} "
+                f"{row['f1']:>9.4f} {row['support']:>8}"
+            )
+        lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+        lines += ["  " + " ".join(f"{count:>5}" for count in row) for row in self.confusion]
+        return "\n".join(lines)
+
+
+def _model(run: Run, plan: Plan) -> Any:
+    backend = get_backend(run.backend)
+    model = backend.build(plan)
+    backend.set_weights(model, plan, run.weights)
+    return lambda x: backend.predict(model, x)
+
+
+def _split(data: Dataset) -> tuple[str, Any, Any]:
+    if data.x_test is not None:
+        return "test", data.x_test, data.y_test
+    if len(data.x_val):
+        return "validation", data.x_val, data.y_val
+    return "training", data.x_train, data.y_train
+
+
+def evaluate(folder: str | Path, data: Any = None, backend: str | None = None) -> Evaluation:
+    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix of a run on its
+    test split (else its validation split) or on ``data``."""
+    np = require("numpy")
+    run = open_run(folder, backend)
+    spec = run.plan.spec if data is None else run.plan.spec.model_copy(update={"data": data})
+    classes = len(run.class_names)
+    dataset = load_data(spec, classes)
+    split, x, y = _split(dataset) if data is None else ("given data", *_all(dataset))
+    binary = spec.train.loss == "binary_crossentropy"
+    loss, accuracy, guess = evaluate_logits(_model(run, training_plan(run.plan)), x, y, binary)
+    matrix = confusion(y, guess, classes)
+    per_class = []
+    for i, name in enumerate(run.class_names):
+        tp = int(matrix[i, i])
+        predicted, actual = int(matrix[:, i].sum()), int(matrix[i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append(
+            {"class": name, "precision": precision, "recall": recall, "f1": f1, "support": actual}
+        )
+    return Evaluation(split, len(x), loss, accuracy, matrix.tolist(), per_class)
+
+
+def _all(dataset: Dataset) -> tuple[Any, Any]:
+    np = require("numpy")
+    parts_x = [dataset.x_train, dataset.x_val] + (
+        [dataset.x_test] if dataset.x_test is not None else []
+    )
+    parts_y = [dataset.y_train, dataset.y_val] + (
+        [dataset.y_test] if dataset.y_test is not None else []
+    )
+    return np.concatenate(parts_x), np.concatenate(parts_y)
+
+
+def _read_inputs(paths: list[str], shape: tuple[int, ...]) -> tuple[list[str], Any]:
+    """Images (resized like the folder loader) and/or .npz files (array ``x``) → one batch."""
+    np = require("numpy")
+    from specnet.data import _fit_images, _scaled
+
+    names: list[str] = []
+    batches = []
+    h, w, c = shape
+    for text in paths:
+        path = Path(text)
+        if path.suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    x = _scaled(archive["x"], str(path))
+            except (OSError, ValueError, KeyError) as exc:
+                raise UsageError(f"{path}: cannot read array x ({exc})") from None
+            x = x[..., None] if x.ndim == 3 else x
+            batches.append(_fit_images(x, shape, str(path)))
+            names += [f"{path}[{i}]" for i in range(len(x))]
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            image = require("PIL.Image")
+            try:
+                with image.open(path) as img:
+                    img = img.convert("L" if c == 1 else "RGB").resize(
+                        (w, h), image.Resampling.BILINEAR
+                    )
+                    array = np.asarray(img, dtype=np.float32) / 255.0
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{path}: cannot read this image ({exc})") from None
+            batches.append((array[..., None] if c == 1 else array)[None])
+            names.append(str(path))
+        else:
+            raise UsageError(
+                f"{path}: expected an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or .npz"
+            )
+    return names, np.concatenate(batches).astype(np.float32)
+
+
+def predict(
+    folder: str | Path, inputs: list[str], backend: str | None = None
+) -> list[dict[str, Any]]:
+    """Class probabilities for each input: ``[{input, class, probability, probabilities}]``."""
+    np = require("numpy")
+    run = open_run(folder, backend)
+    names, x = _read_inputs(inputs, run.plan.input_shape)
+    logits = _model(run, logits_plan(run.plan))(x).astype(np.float64)
+    if len(run.plan.output_shape) != 1:
+        raise UsageError("predict needs a classifier (a network that outputs a vector)")
+    if logits.shape[1] == 1:  # one sigmoid unit: P(class 1)
+        p1 = 1 / (1 + np.exp(-logits[:, 0]))
+        probabilities = np.stack([1 - p1, p1], axis=1)
+    else:
+        shifted = logits - logits.max(1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
+    results = []
+    for name, row in zip(names, probabilities, strict=True):
+        best = int(row.argmax())
+        results.append(
+            {
+                "input": name,
+                "class": run.class_names[best],
+                "probability": float(row[best]),
+                "probabilities": dict(zip(run.class_names, map(float, row), strict=True)),
+            }
+        )
+    return results
+
+
+def predictions_text(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for result in results:
+        others = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[1:4]
+        rest = "  ".join(f"{name} {p:.3f}" for name, p in others)
+        lines.append(f"{result['input']}: {result['class']} ({result['probability']:.3f})  {rest}")
+    return "\n".join(lines)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2)
