@@ -15,7 +15,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.backends import get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE
-from specnet.data import Dataset, IMAGE_SUFFIXES, load_data
+from specnet.data import IMAGE_SUFFIXES, Dataset, load_data
 from specnet.errors import UsageError
 from specnet.plots import confusion
 from specnet.rundir import read_marker
@@ -99,7 +99,6 @@ def _split(data: Dataset) -> tuple[str, Any, Any]:
 def evaluate(folder: str | Path, data: Any = None, backend: str | None = None) -> Evaluation:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix of a run on its
     test split (else its validation split) or on ``data``."""
-    np = require("numpy")
     run = open_run(folder, backend)
     spec = run.plan.spec if data is None else run.plan.spec.model_copy(update={"data": data})
     classes = len(run.class_names)
