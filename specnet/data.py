@@ -266,6 +266,13 @@ def _labels(y: np.ndarray, n: int, what: str) -> Any:
     return y.astype(np.int64)
 
 
+def _array(archive: Any, key: str, path: Path) -> Any:
+    try:
+        return archive[key]
+    except (OSError, ValueError) as exc:  # object arrays need pickle, which is never allowed
+        raise UsageError(f"{path}: not a readable .npz file: array {key!r}: {exc}") from None
+
+
 def _load_npz(
     source: NpzData, spec: Spec, classes: int, base: Path, seed: int
 ) -> tuple[Any, Any, list[str], Any]:
@@ -284,7 +291,7 @@ def _load_npz(
         splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
         out = []
         for xk, yk in splits:
-            x = _scaled(archive[xk], f"{path}[{xk}]")
+            x = _scaled(_array(archive, xk, path), f"{path}[{xk}]")
             if x.ndim == 3:
                 x = x[..., None]
             if x.ndim != 4:
@@ -292,7 +299,7 @@ def _load_npz(
             out.append(
                 (
                     _fit_images(x, spec.input_shape, str(path)),
-                    _labels(archive[yk], len(x), f"{path}[{yk}]"),
+                    _labels(_array(archive, yk, path), len(x), f"{path}[{yk}]"),
                 )
             )
     names = [str(i) for i in range(classes)]

@@ -44,8 +44,12 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def claim(folder: Path, *, kind: str, spec: str, force: bool) -> Path:
-    """Make sure ``folder`` may receive a ``kind`` job for ``spec``; create it if needed."""
+def claim(folder: Path, *, kind: str, spec: str, force: bool, reuse: bool = True) -> Path:
+    """Make sure ``folder`` may receive a ``kind`` job for ``spec``; create it if needed.
+
+    ``reuse``: whether the same kind of job for the same spec may write there again (a rebuild
+    may; a second training run may not overwrite the first — it resumes it or goes elsewhere).
+    """
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder}: exists and is not a directory")
     if folder.is_dir() and any(folder.iterdir()) and not force:
@@ -54,6 +58,11 @@ def claim(folder: Path, *, kind: str, spec: str, force: bool) -> Path:
             raise UsageError(
                 f"{folder}: exists and was not made by specnet; "
                 "choose another --out or pass --force"
+            )
+        if not reuse and marker.get("kind") == kind:
+            raise UsageError(
+                f"{folder}: holds a {kind} run of spec {marker.get('spec')!r}; continue it with "
+                "--resume, choose another --out, or pass --force to replace it"
             )
         if marker.get("kind") != kind or marker.get("spec") != spec:
             made = f"a {marker.get('kind')} of spec {marker.get('spec')!r}"

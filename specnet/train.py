@@ -161,6 +161,7 @@ def train(
             kind="train",
             spec=plan.name,
             force=force,
+            reuse=False,
         )
         initial = (
             load_weights(Path(weights), plan) if weights else init_weights(plan, spec.train.seed)

@@ -1,0 +1,171 @@
+"""`specnet train`, `evaluate`, `predict`: accuracy, run directories, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specnet.weights import read_safetensors
+from tests.conftest import ROOT
+
+SEED = ROOT / "specs" / "seed_cnn.yaml"
+DIGITS = ROOT / "specs" / "digits_cnn.yaml"
+SPECNET = [sys.executable, "-m", "specnet"]
+
+
+def _same(a: Path, b: Path) -> bool:
+    wa, wb = (
+        read_safetensors(a / "weights.safetensors"),
+        read_safetensors(b / "weights.safetensors"),
+    )
+    return wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_seed_spec_learns_and_writes_a_run(backend: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    result = cli("train", SEED, "--backend", backend, "--out", run)
+    assert result.code == 0, result.err
+    history = json.loads((run / "history.json").read_text())
+    assert history["val_accuracy"][-1] >= 0.9
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [
+            "specnet.json", "spec.resolved.yaml", "class_names.json", "weights.safetensors",
+            "model.keras" if backend == "keras" else "model.torch.safetensors", "metrics.csv",
+            "history.json", "training_curves.png", "confusion_matrix.png", "checkpoints",
+        ]
+    )  # fmt: skip
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.safetensors",
+        "last.safetensors",
+    ]
+    csv = (run / "metrics.csv").read_text().splitlines()
+    assert csv[0] == "epoch,accuracy,loss,val_accuracy,val_loss"  # Keras CSVLogger's columns
+    assert [line.split(",")[0] for line in csv[1:]] == [str(i) for i in range(5)]
+    marker = json.loads((run / "specnet.json").read_text())
+    assert (marker["status"], marker["epochs_done"], marker["seed"]) == ("finished", 5, 0)
+    assert json.loads((run / "class_names.json").read_text()) == ["red", "blue", "yellow"]
+    assert (run / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluation = cli("evaluate", run, "--json")
+    report = json.loads(evaluation.out)
+    assert report["split"] == "validation"
+    assert report["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert report["loss"] == pytest.approx(history["val_loss"][-1], rel=1e-4)
+    assert sum(map(sum, report["confusion"])) == report["samples"] == 240
+
+
+def test_digits_reach_published_accuracy(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """scikit-learn's digits example reports 0.97 for an SVM on held-out data."""
+    run = tmp_path / "digits"
+    assert cli("train", DIGITS, "--backend", "torch", "--out", run, "--quiet").code == 0
+    report = json.loads(cli("evaluate", run, "--json", "--backend", "keras").out)
+    assert report["split"] == "test"
+    assert report["samples"] == 360
+    assert report["accuracy"] >= 0.96
+
+
+def test_same_seed_same_weights(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    for name in ("a", "b"):
+        result = cli("train", SEED, "--backend", "torch", "--epochs", "2", "--out", tmp_path / name)
+        assert result.code == 0
+    assert _same(tmp_path / "a", tmp_path / "b")
+
+
+def _kill_during_epoch(args: list[str], run: Path, epochs_done: int) -> None:
+    """Start `specnet train`, SIGKILL it once `epochs_done` epochs are checkpointed."""
+    process = subprocess.Popen([*SPECNET, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads((run / "specnet.json").read_text())["epochs_done"] >= epochs_done:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    time.sleep(0.05)  # into the next epoch
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_kill_and_resume_is_bit_identical(backend: str, tmp_path: Path) -> None:
+    args = ["train", str(SEED), "--backend", backend, "--epochs", "4", "--quiet"]
+    subprocess.run([*SPECNET, *args, "--out", str(tmp_path / "whole")], check=True)
+    run = tmp_path / "killed"
+    _kill_during_epoch([*args, "--out", str(run)], run, epochs_done=2)
+    marker = json.loads((run / "specnet.json").read_text())
+    assert marker["status"] == "running"
+    assert not (run / "weights.safetensors").exists()
+    resumed = subprocess.run(
+        [*SPECNET, "train", "--resume", str(run), "--quiet"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "specnet.json").read_text())["status"] == "finished"
+    assert _same(tmp_path / "whole", run), f"{backend}: resumed run differs"
+    history = json.loads((run / "history.json").read_text())
+    assert history == json.loads((tmp_path / "whole" / "history.json").read_text())
+
+
+def test_runs_are_never_silently_overwritten(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    assert cli("train", SEED, "--backend", "torch", "--epochs", "1", "--out", run).code == 0
+    again = cli("train", SEED, "--backend", "torch", "--epochs", "1", "--out", run)
+    assert again.code == 2
+    assert "choose another --out" in again.err or "pass --force" in again.err
+    build = cli("build", SEED, "--backend", "torch", "--out", run)
+    assert build.code == 2
+    assert "holds a train of spec 'seed_cnn'" in build.err
+
+
+def test_default_run_directories_count_up(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert cli("train", SEED, "--backend", "torch", "--epochs", "1", "--quiet").code == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "seed_cnn").iterdir()) == [
+        "torch-1",
+        "torch-2",
+    ]
+
+
+def test_any_spec_trains_with_no_data_section(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    spec = ROOT / "specs" / "strides_same.yaml"  # no data: section, 5 outputs
+    result = cli(
+        "train", spec, "--backend", "keras", "--epochs", "1", "--out", tmp_path / "r", "--json"
+    )
+    assert result.code == 0, result.err
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    assert lines[0]["epoch"] == 1
+    assert set(lines[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert lines[-1]["finished"]["run"] == str(tmp_path / "r")
+    assert len(json.loads((tmp_path / "r" / "class_names.json").read_text())) == 5
+
+
+def test_predict_images_and_npz(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from specnet.data import synthetic
+
+    run = tmp_path / "run"
+    assert cli("train", SEED, "--backend", "torch", "--out", run, "--quiet").code == 0
+    x, y, names = synthetic(4, (32, 32, 3), 3, "colour", seed=99)
+    files = []
+    for i, image in enumerate(x):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray((image * 255).astype(np.uint8)).save(path)
+        files.append(str(path))
+    np.savez(tmp_path / "batch.npz", x=(x * 255).astype(np.uint8))
+    out = json.loads(cli("predict", run, *files, tmp_path / "batch.npz", "--json").out)
+    assert len(out) == 8
+    assert [r["class"] for r in out] == [names[i] for i in y] * 2
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in out)
+    text = cli("predict", run, files[0], "--backend", "keras")
+    assert text.out.startswith(f"{files[0]}: {names[y[0]]} (")
