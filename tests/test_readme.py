@@ -33,26 +33,25 @@ def test_readme_has_examples() -> None:
     assert len(EXAMPLES) >= 5
 
 
-@pytest.mark.parametrize(("command", "shown"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
-def test_readme_command(command: str, shown: list[str], cli, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    # run in a scratch folder that sees the repository's specs and tests, so builds land there
+def test_readme_commands(cli, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every command, in order, in one scratch folder that sees the repository's specs and tests
+    (later examples use what earlier ones built); shown output must match exactly."""
     for name in ("specs", "tests"):
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
-    if "--weights build/seed_cnn" in command:  # continues the build example before it
-        assert cli("build", "specs/seed_cnn.yaml", "--backend", "keras").code == 0
-    argv = shlex.split(command)
-    assert argv[0] == "specnet"
-    if argv[1:] == ["--version"]:  # argparse's version action exits by itself
-        with pytest.raises(SystemExit) as info:
-            cli(*argv[1:])
-        assert info.value.code == 0
-        return
-    result = cli(*argv[1:])
-    if shown:
-        assert (result.out + result.err).splitlines() == shown
-    else:
-        assert result.code == 0, result.err
+    for command, shown in EXAMPLES:
+        argv = shlex.split(command)
+        assert argv[0] == "specnet"
+        if argv[1:] == ["--version"]:  # argparse's version action exits by itself
+            with pytest.raises(SystemExit) as info:
+                cli(*argv[1:])
+            assert info.value.code == 0
+            continue
+        result = cli(*argv[1:])
+        if shown:
+            assert (result.out + result.err).splitlines() == shown, command
+        else:
+            assert result.code == 0, f"{command}: {result.err}"
 
 
 def test_python_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
