@@ -9,6 +9,7 @@ directory, a trained run, or a folder specnet did not make — needs ``--force``
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from importlib import metadata
@@ -78,5 +79,10 @@ def write_marker(folder: Path, **fields: Any) -> Path:
         **fields,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
     }
     return atomic_write_text(folder / MARKER, json.dumps(document, indent=2) + "\n", overwrite=True)
