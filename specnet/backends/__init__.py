@@ -25,6 +25,7 @@ __all__ = ["BACKENDS", "Backend", "get_backend"]
 BACKENDS: dict[str, str] = {
     "keras": "specnet.backends.keras",
     "torch": "specnet.backends.torch",
+    "onnx": "specnet.backends.onnx",
 }
 
 

@@ -1,0 +1,335 @@
+"""The direct ONNX backend: a graph built straight from the Plan and canonical weights.
+
+No TensorFlow, no PyTorch: only the ``onnx`` package builds the graph, and ONNX Runtime (or ONNX's
+own reference evaluator, :func:`reference_predict`) runs it. It is the leanest of the three
+graphs: one node per spec operation (a fused activation is its own node), Dropout gone, no shape
+subgraphs, and at most one layout Transpose — the graph computes in NCHW, as ONNX's Conv and
+MaxPool require, so an NHWC input (the default) is transposed once at the start. Conv and MaxPool
+take Keras's asymmetric ``same`` padding directly in their ``pads`` attribute (MaxPool's padding
+never wins a max), and the Dense after a Flatten gets its rows in (c, h, w) order through the
+PyTorch backend's conversion table (pure NumPy). It cannot train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specnet import __version__
+from specnet._frameworks import require
+from specnet._io import atomic_write_bytes
+from specnet.backends.torch import conversions
+from specnet.errors import UsageError
+from specnet.shapes import Plan, PlanLayer, same_padding
+from specnet.spec import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    LayerBase,
+    MaxPool,
+    Softmax,
+    Train,
+)
+from specnet.weights import Weights, check_weights
+
+__all__ = ["BACKEND", "DEFAULT_OPSET", "LAYERS", "OnnxBackend", "OnnxModel", "reference_predict"]
+
+DEFAULT_OPSET = 18  # the newest tf2onnx 1.17 writes; every path exports at the same opset
+
+# (op_type, extra inputs (initializer keys), attributes)
+Node = tuple[str, list[str], dict[str, Any]]
+
+
+def _act(activation: str | None, opset: int) -> list[Node]:
+    if activation in (None, "linear"):
+        return []
+    if activation == "gelu" and opset < 20:
+        return [("specnet.Gelu", [], {})]  # expanded by _emit into Div/Erf/Add/Mul/Mul
+    ops: dict[str, Node] = {
+        "relu": ("Relu", [], {}),
+        "sigmoid": ("Sigmoid", [], {}),
+        "tanh": ("Tanh", [], {}),
+        "softmax": ("Softmax", [], {"axis": 1}),  # channels in NCHW, units in (N, units)
+        "elu": ("Elu", [], {"alpha": 1.0}),
+        "selu": ("Selu", [], {}),
+        "gelu": ("Gelu", [], {}),
+        "softplus": ("Softplus", [], {}),
+        "leaky_relu": ("LeakyRelu", [], {"alpha": 0.2}),  # Keras's slope
+    }
+    return [ops[activation]]
+
+
+def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> list[int]:
+    top, bottom = same_padding(step.input_shape[0], window[0], stride[0])
+    left, right = same_padding(step.input_shape[1], window[1], stride[1])
+    return [top, left, bottom, right]  # ONNX: begins of each axis, then ends
+
+
+def _conv2d(layer: Conv2D, step: PlanLayer, opset: int) -> list[Node]:
+    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
+    effective = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    pads = _pads(step, effective, layer.strides) if layer.padding == "same" else [0, 0, 0, 0]
+    weights = [f"{step.name}.kernel"] + ([f"{step.name}.bias"] if layer.use_bias else [])
+    attrs = {
+        "kernel_shape": list(layer.kernel_size),
+        "strides": list(layer.strides),
+        "dilations": list(layer.dilation_rate),
+        "pads": pads,
+    }
+    return [("Conv", weights, attrs), *_act(layer.activation, opset)]
+
+
+def _activation(layer: Activation, step: PlanLayer, opset: int) -> list[Node]:
+    return _act(layer.activation, opset)
+
+
+def _max_pool(layer: MaxPool, step: PlanLayer, opset: int) -> list[Node]:
+    strides = layer.strides or layer.pool_size
+    pads = _pads(step, layer.pool_size, strides) if layer.padding == "same" else [0, 0, 0, 0]
+    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(strides), "pads": pads}
+    return [("MaxPool", [], attrs)]
+
+
+def _dropout(layer: Dropout, step: PlanLayer, opset: int) -> list[Node]:
+    return []  # the identity at inference
+
+
+def _flatten(layer: Flatten, step: PlanLayer, opset: int) -> list[Node]:
+    return [("Flatten", [], {"axis": 1})] if len(step.input_shape) == 3 else []
+
+
+def _dense(layer: Dense, step: PlanLayer, opset: int) -> list[Node]:
+    weights = [f"{step.name}.kernel"] + ([f"{step.name}.bias"] if layer.use_bias else [])
+    return [("Gemm", weights, {"transB": 1}), *_act(layer.activation, opset)]
+
+
+def _softmax(layer: Softmax, step: PlanLayer, opset: int) -> list[Node]:
+    return [("Softmax", [], {"axis": 1})]
+
+
+LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
+    Conv2D: _conv2d,
+    Activation: _activation,
+    MaxPool: _max_pool,
+    Dropout: _dropout,
+    Flatten: _flatten,
+    Dense: _dense,
+    Softmax: _softmax,
+}
+
+
+@dataclass
+class OnnxModel:
+    """A plan, its canonical weights and the graph's options; the ONNX graph is made on demand."""
+
+    plan: Plan
+    layout: str = "nhwc"
+    opset: int = DEFAULT_OPSET
+    weights: Weights = field(default_factory=dict)
+    _session: Any = None
+
+    def proto(self) -> Any:
+        return build_graph(self.plan, self.weights, self.layout, self.opset)
+
+    def session(self) -> Any:
+        if self._session is None:
+            ort = require("onnxruntime")
+            self._session = ort.InferenceSession(
+                self.proto().SerializeToString(), providers=["CPUExecutionProvider"]
+            )
+        return self._session
+
+
+def build_graph(
+    plan: Plan, weights: Weights, layout: str = "nhwc", opset: int = DEFAULT_OPSET
+) -> Any:
+    """The ONNX ModelProto for ``plan`` with ``weights`` (canonical), input ``input``, output
+    ``output``, a dynamic batch dimension, in ``layout`` (``nhwc`` or ``nchw``)."""
+    onnx = require("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    np = require("numpy")
+    if layout not in ("nhwc", "nchw"):
+        raise UsageError(f"layout must be nhwc or nchw, not {layout!r}")
+    if opset < 13:
+        raise UsageError(f"opset {opset} is too old: specnet needs 13 or newer (axis-wise Softmax)")
+    weights = check_weights(plan, weights)
+    converted = {c: _apply(weights[c], steps) for c, _, steps, _ in conversions(plan)}
+    h, w, c = plan.input_shape
+    nodes: list[Any] = []
+    current = "input"
+    if layout == "nhwc":
+        nodes.append(
+            helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw")
+        )
+        current = "nchw"
+    for step in plan.layers:
+        for i, (op, extra, attrs) in enumerate(LAYERS[type(step.layer)](step.layer, step, opset)):
+            out = f"{step.name}:{i}"
+            if op == "specnet.Gelu":
+                nodes += _gelu(helper, current, out, step.name)
+            else:
+                nodes.append(
+                    helper.make_node(
+                        op, [current, *extra], [out], name=f"{step.name}/{op}", **attrs
+                    )
+                )
+            current = out
+    final = plan.output_shape
+    if len(final) == 3 and layout == "nhwc":
+        nodes.append(
+            helper.make_node(
+                "Transpose", [current], ["to_output"], perm=[0, 2, 3, 1], name="to_nhwc"
+            )
+        )
+        current = "to_output"
+    if current == "input" or current == "nchw":
+        nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
+    else:
+        _rename_output(nodes, current, "output")
+    shape_in = ["batch", h, w, c] if layout == "nhwc" else ["batch", c, h, w]
+    out_shape = (
+        ["batch", *final]
+        if len(final) == 1 or layout == "nhwc"
+        else ["batch", final[2], final[0], final[1]]
+    )
+    initializers = [
+        numpy_helper.from_array(np.asarray(v, np.float32), name=k) for k, v in converted.items()
+    ]
+    initializers += [
+        numpy_helper.from_array(np.asarray(v, np.float32), name=k)
+        for k, v in _gelu_constants(nodes).items()
+    ]
+    graph = helper.make_graph(
+        nodes,
+        plan.name,
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, shape_in)],
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, out_shape)],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="specnet"
+    )
+    model.producer_version = __version__
+    model.ir_version = min(model.ir_version, _ir_version(onnx, opset))
+    stamp(model, plan, layout, "direct")
+    return model
+
+
+def _ir_version(onnx: Any, opset: int) -> int:
+    """The IR version of the first release with ``opset`` (older runtimes refuse newer IRs)."""
+    matches = [entry[1] for entry in onnx.helper.VERSION_TABLE if entry[2] == opset]
+    return int(min(matches)) if matches else int(onnx.IR_VERSION)
+
+
+def stamp(model: Any, plan: Plan, layout: str, via: str) -> None:
+    """The metadata every exported file carries."""
+    entries = {
+        "spec": plan.name,
+        "specnet_version": __version__,
+        "class_names": json.dumps(plan.spec.class_names or []),
+        "layout": layout,
+        "via": via,
+    }
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def _rename_output(nodes: list[Any], old: str, new: str) -> None:
+    for node in nodes:
+        node.output[:] = [new if name == old else name for name in node.output]
+        node.input[:] = [new if name == old else name for name in node.input]
+
+
+_GELU = {"gelu/sqrt2": math.sqrt(2.0), "gelu/one": 1.0, "gelu/half": 0.5}
+
+
+def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:
+    """Exact GELU for opsets before 20: 0.5 · x · (1 + erf(x / √2))."""
+    return [
+        helper.make_node("Div", [x, "gelu/sqrt2"], [f"{out}/div"], name=f"{name}/gelu_div"),
+        helper.make_node("Erf", [f"{out}/div"], [f"{out}/erf"], name=f"{name}/gelu_erf"),
+        helper.make_node(
+            "Add", [f"{out}/erf", "gelu/one"], [f"{out}/add"], name=f"{name}/gelu_add"
+        ),
+        helper.make_node("Mul", [x, f"{out}/add"], [f"{out}/mul"], name=f"{name}/gelu_mul"),
+        helper.make_node("Mul", [f"{out}/mul", "gelu/half"], [out], name=f"{name}/gelu_half"),
+    ]
+
+
+def _gelu_constants(nodes: list[Any]) -> dict[str, float]:
+    used = any(node.op_type == "Erf" for node in nodes)
+    return dict(_GELU) if used else {}
+
+
+def _apply(array: Any, steps: list[tuple[str, tuple[int, ...]]]) -> Any:
+    for op, arg in steps:
+        array = array.reshape(arg) if op == "reshape" else array.transpose(arg)
+    return array
+
+
+def reference_predict(model: Any, x: Any) -> Any:
+    """Run an ONNX ModelProto in ONNX's reference evaluator (pure Python: an independent oracle)."""
+    reference = require("onnx.reference")
+    return reference.ReferenceEvaluator(model).run(None, {"input": x})[0]
+
+
+class OnnxBackend:
+    """Direct ONNX: builds with ``onnx``, predicts with ONNX Runtime; cannot train."""
+
+    name = "onnx"
+    native_file = "model.onnx"
+
+    def build(self, plan: Plan, layout: str = "nhwc", opset: int = DEFAULT_OPSET) -> OnnxModel:
+        require("onnx")
+        return OnnxModel(plan, layout, opset)
+
+    def set_weights(self, model: OnnxModel, plan: Plan, weights: Weights) -> None:
+        model.weights = check_weights(plan, weights)
+        model._session = None
+
+    def get_weights(self, model: OnnxModel, plan: Plan) -> Weights:
+        return dict(model.weights)
+
+    def predict(self, model: OnnxModel, x: Any) -> Any:
+        if model.layout == "nchw":
+            x = x.transpose(0, 3, 1, 2)
+        out = model.session().run(["output"], {"input": x})[0]
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and model.layout == "nchw" else out
+
+    def count_params(self, model: OnnxModel) -> int:
+        return sum(int(v.size) for v in model.weights.values())
+
+    def save_native(self, model: OnnxModel, path: Path) -> None:
+        atomic_write_bytes(path, model.proto().SerializeToString(), overwrite=True)
+
+    def load_native(self, path: Path, plan: Plan) -> OnnxModel:
+        onnx = require("onnx")
+        proto = onnx.load(str(path), load_external_data=False)
+        inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+        from specnet.backends.torch import _apply as to_canonical
+
+        weights = {c: to_canonical(inits[c], back) for c, _, _, back in conversions(plan)}
+        props = {p.key: p.value for p in proto.metadata_props}
+        model = OnnxModel(plan, props.get("layout", "nhwc"), proto.opset_import[0].version)
+        self.set_weights(model, plan, weights)
+        return model
+
+    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+        raise UsageError("the direct ONNX backend cannot train; train with keras or torch")
+
+    def emit_source(self, plan: Plan) -> str:
+        raise UsageError(
+            "the direct ONNX backend has no source form; `specnet export --onnx --via direct` "
+            "writes its graph"
+        )
+
+
+BACKEND = OnnxBackend()
