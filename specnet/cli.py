@@ -30,6 +30,9 @@ examples:
                                                native model + canonical weights in build/seed_cnn/
   specnet build specs/seed_cnn.yaml --backend keras --weights build/seed_cnn
                                                the same weights in the other framework
+  specnet train specs/seed_cnn.yaml --backend torch   train; writes runs/seed_cnn/torch-1
+  specnet export --onnx                        export the most recent build or run
+  specnet parity specs/seed_cnn.yaml           Keras, PyTorch, ONNX Runtime: the same function?
 
 exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for tracebacks.
 """
@@ -199,6 +202,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from specnet.export import describe, export, latest_run
+
+    if not args.onnx:
+        raise UsageError("export needs a format: --onnx")
+    run = args.run
+    if run is None:
+        run = latest_run()
+        print(f"exporting the most recent build or run: {run}", file=sys.stderr)
+    path = export(
+        run,
+        via=args.via,
+        layout=args.layout,
+        opset=args.opset,
+        output=args.output,
+        force=args.force,
+    )
+    info = describe(path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        (name, shape), (out_name, out_shape) = (
+            next(iter(info["inputs"].items())),
+            next(iter(info["outputs"].items())),
+        )
+        meta = info["metadata"]
+        print(
+            f"wrote {path}: {name} {shape} -> {out_name} {out_shape}, opset {info['opset']}, "
+            f"{info['nodes']} nodes, via {meta.get('via')}, layout {meta.get('layout')}"
+        )
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from specnet.parity import parity
+
+    runtimes = args.backends.split(",") if args.backends else None
+    report = parity(args.target, runtimes, batch=args.batch)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-params",
@@ -292,6 +337,24 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", choices=["keras", "torch"], help="default: the run's")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_cmd_predict)
+
+    export = verbs.add_parser("export", help="export a build or run to ONNX (one I/O contract)")
+    export.add_argument("run", nargs="?", metavar="RUN", help="default: the most recent one")
+    export.add_argument("--onnx", action="store_true", help="export to ONNX (the only format)")
+    export.add_argument("--via", choices=["keras", "torch", "direct"], help="default: the run's")
+    export.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc")
+    export.add_argument("--opset", type=int, default=18, metavar="N", help="13 or newer (18)")
+    export.add_argument("-o", "--output", metavar="FILE", help="default: RUN/model.onnx")
+    export.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    export.add_argument("--json", action="store_true", help="print the signature as JSON")
+    export.set_defaults(handler=_cmd_export)
+
+    parity = verbs.add_parser("parity", help="compare Keras, PyTorch and ONNX runtimes")
+    parity.add_argument("target", metavar="SPEC|RUN")
+    parity.add_argument("--backends", metavar="LIST", help="comma-separated runtimes (default all)")
+    parity.add_argument("--batch", type=int, default=8, metavar="N")
+    parity.add_argument("--json", action="store_true")
+    parity.set_defaults(handler=_cmd_parity)
 
     init = verbs.add_parser("init", help="write a starter spec")
     init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")

@@ -227,12 +227,14 @@ def _ir_version(onnx: Any, opset: int) -> int:
     return int(min(matches)) if matches else int(onnx.IR_VERSION)
 
 
-def stamp(model: Any, plan: Plan, layout: str, via: str) -> None:
+def stamp(
+    model: Any, plan: Plan, layout: str, via: str, class_names: list[str] | None = None
+) -> None:
     """The metadata every exported file carries."""
     entries = {
         "spec": plan.name,
         "specnet_version": __version__,
-        "class_names": json.dumps(plan.spec.class_names or []),
+        "class_names": json.dumps(class_names or plan.spec.class_names or []),
         "layout": layout,
         "via": via,
     }

@@ -1,0 +1,272 @@
+"""``specnet export --onnx``: one ONNX contract, whatever produced the file.
+
+Every exported file has one float32 input named ``input`` with a dynamic batch dimension
+(``batch``) in the requested layout (NHWC by default, the spec's), one output named ``output``,
+opset ``DEFAULT_OPSET`` unless asked otherwise, and metadata: ``spec``, ``specnet_version``,
+``class_names`` (JSON), ``layout``, ``via``. Paths:
+
+* ``keras``  — the Keras model through Keras's ONNX export (tf2onnx); computes in NHWC;
+* ``torch``  — ``torch.onnx.export`` (the dynamo exporter, one file, no ``.onnx.data``); NCHW;
+* ``direct`` — specnet's own graph (:mod:`specnet.backends.onnx`), no framework imported.
+
+:func:`conform` brings each framework's graph to the contract: it renames the input and
+output, makes the batch dimension dynamic, adds one Transpose where the requested layout is not
+the one the graph computes in, and stamps the metadata. Before the file takes its final name
+it passes ``onnx.checker`` (full check), loads in ONNX Runtime, and matches the native model
+on a batch within tolerance; otherwise the export fails (exit 1) and leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from specnet._frameworks import require
+from specnet._io import atomic_write_bytes
+from specnet.backends import get_backend
+from specnet.backends.onnx import DEFAULT_OPSET, build_graph, stamp
+from specnet.errors import RuntimeFailure, UsageError
+from specnet.rundir import MARKER
+from specnet.shapes import Plan
+
+__all__ = ["VIAS", "conform", "export", "latest_run", "native_onnx"]
+
+VIAS = ("keras", "torch", "direct")
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def latest_run(root: Path = Path(".")) -> Path:
+    """The most recent build or run under ``build/`` and ``runs/`` (by its specnet.json)."""
+    markers = [
+        *root.glob(f"build/*/{MARKER}"),
+        *root.glob(f"runs/*/*/{MARKER}"),
+        *root.glob(f"runs/*/{MARKER}"),
+    ]
+    ready = [m for m in markers if (m.parent / "weights.safetensors").exists()]
+    if not ready:
+        raise UsageError(
+            "no build or run found under build/ or runs/; give RUN, or run `specnet build SPEC` first"
+        )
+    return max(ready, key=lambda m: m.stat().st_mtime).parent
+
+
+def _keras_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
+    backend = get_backend("keras")
+    model = backend.build(plan)
+    backend.set_weights(model, plan, weights)
+    tf = require("tensorflow")
+    require("tf2onnx")
+    onnx = require("onnx")
+    signature = [tf.TensorSpec((None, *plan.input_shape), tf.float32, name="input")]
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(folder) / "keras.onnx"
+        try:
+            model.export(
+                str(path),
+                format="onnx",
+                input_signature=signature,
+                opset_version=opset,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeFailure(f"Keras's ONNX export failed at opset {opset}: {exc}") from None
+        model = onnx.load(str(path))
+    unknown = sorted(
+        {n.op_type for n in model.graph.node if not onnx.defs.has(n.op_type, n.domain)}
+    )
+    if unknown:  # tf2onnx leaves TensorFlow ops it cannot convert in the graph, by name
+        raise RuntimeFailure(
+            f"Keras's ONNX path (tf2onnx) cannot convert TensorFlow op(s) {', '.join(unknown)} "
+            f"(Keras's exact gelu uses Erfc); export with --via torch or --via direct instead"
+        )
+    return model, "nhwc"
+
+
+def _torch_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
+    backend = get_backend("torch")
+    model = backend.build(plan)
+    backend.set_weights(model, plan, weights)
+    torch = require("torch")
+    onnx = require("onnx")
+    h, w, c = plan.input_shape
+    example = torch.zeros((2, c, h, w))
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns once per torchvision op it cannot register
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
+                verbose=False,
+            )
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; report, don't crash
+        raise RuntimeFailure(f"torch.onnx.export failed at opset {opset}: {exc}") from None
+    finally:
+        quiet.setLevel(level)
+    return onnx.load_from_string(program.model_proto.SerializeToString()), "nchw"
+
+
+def native_onnx(plan: Plan, weights: Any, via: str, layout: str, opset: int) -> Any:
+    """A contract-conforming ONNX ModelProto of ``plan`` with canonical ``weights``."""
+    if via == "direct":
+        return build_graph(plan, weights, layout, opset)
+    if via not in VIAS:
+        raise UsageError(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
+    raw, native_layout = (_keras_onnx if via == "keras" else _torch_onnx)(plan, weights, opset)
+    return conform(raw, plan, native_layout, layout, via)
+
+
+def conform(model: Any, plan: Plan, native: str, layout: str, via: str) -> Any:
+    """Rename I/O to ``input``/``output``, make the batch dynamic, fix the layout, stamp it."""
+    onnx = require("onnx")
+    helper = onnx.helper
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise RuntimeFailure(
+            f"{via} export has {len(inputs)} inputs and {len(graph.output)} outputs; expected 1 and 1"
+        )
+    old_in, old_out = inputs[0].name, graph.output[0].name
+    inner_in = "specnet/input" if layout != native else "input"
+    inner_out = "specnet/output" if layout != native and len(plan.output_shape) == 3 else "output"
+    for node in graph.node:
+        node.input[:] = [
+            inner_in if n == old_in else inner_out if n == old_out else n for n in node.input
+        ]
+        node.output[:] = [inner_out if n == old_out else n for n in node.output]
+    h, w, c = plan.input_shape
+    shape = ["batch", h, w, c] if layout == "nhwc" else ["batch", c, h, w]
+    out = plan.output_shape
+    out_shape = (
+        ["batch", *out] if len(out) == 1 or layout == "nhwc" else ["batch", out[2], out[0], out[1]]
+    )
+    del graph.input[:]
+    graph.input.extend([helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, shape)])
+    del graph.output[:]
+    graph.output.extend(
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, out_shape)]
+    )
+    if layout != native:
+        perm = [0, 2, 3, 1] if native == "nhwc" else [0, 3, 1, 2]  # requested → native
+        graph.node.insert(
+            0,
+            helper.make_node("Transpose", ["input"], [inner_in], perm=perm, name="specnet/layout"),
+        )
+        if inner_out != "output":
+            back = [0, 3, 1, 2] if native == "nhwc" else [0, 2, 3, 1]
+            graph.node.append(
+                helper.make_node(
+                    "Transpose", [inner_out], ["output"], perm=back, name="specnet/layout_out"
+                )
+            )
+    del graph.value_info[:]  # shapes inferred for the old names would be stale
+    stamp(model, plan, layout, via)
+    return model
+
+
+def verify(model: Any, plan: Plan, weights: Any, layout: str, what: str) -> None:
+    """Full checker, ONNX Runtime load, and agreement with the native model on a batch."""
+    onnx = require("onnx")
+    ort = require("onnxruntime")
+    np = require("numpy")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - checker and runtime raise their own types
+        raise RuntimeFailure(f"{what}: the exported graph is invalid: {exc}") from None
+    x = np.random.default_rng(0).random((3, *plan.input_shape), dtype=np.float32)
+    reference = _reference(plan, weights, x)
+    fed = x if layout == "nhwc" else x.transpose(0, 3, 1, 2)
+    got = session.run(["output"], {"input": fed})[0]
+    if got.ndim == 4 and layout == "nchw":
+        got = got.transpose(0, 2, 3, 1)
+    if got.shape != reference.shape or not np.allclose(got, reference, atol=ATOL, rtol=RTOL):
+        diff = (
+            float(np.abs(got - reference).max()) if got.shape == reference.shape else float("nan")
+        )
+        raise RuntimeFailure(
+            f"{what}: ONNX Runtime disagrees with the model (max abs diff {diff:.2e})"
+        )
+
+
+def _reference(plan: Plan, weights: Any, x: Any) -> Any:
+    """The native answer: PyTorch if installed, else Keras, else ONNX's reference evaluator."""
+    for name in ("torch", "keras"):
+        try:
+            backend = get_backend(name)
+            model = backend.build(plan)
+        except RuntimeFailure:
+            continue
+        backend.set_weights(model, plan, weights)
+        return backend.predict(model, x)
+    from specnet.backends.onnx import reference_predict
+
+    return reference_predict(build_graph(plan, weights, "nhwc"), x)
+
+
+def export(
+    run: str | Path | None = None,
+    *,
+    via: str | None = None,
+    layout: str = "nhwc",
+    opset: int = DEFAULT_OPSET,
+    output: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Export a build or run (default: the most recent) to a contract-conforming ONNX file."""
+    from specnet.evaluate import open_run
+
+    if opset < 13:
+        raise UsageError(f"--opset {opset}: specnet needs opset 13 or newer")
+    if layout not in ("nhwc", "nchw"):
+        raise UsageError(f"--layout must be nhwc or nchw, not {layout!r}")
+    folder = Path(run) if run is not None else latest_run()
+    opened = open_run(folder)
+    via = via or (opened.backend if opened.backend in VIAS else "direct")
+    target = Path(output) if output else folder / "model.onnx"
+    if output and target.exists() and not force:
+        raise UsageError(f"{target}: already exists; pass --force to replace it")
+    plan = opened.plan
+    model = native_onnx(plan, opened.weights, via, layout, opset)
+    stamp(model, plan, layout, via, opened.class_names)
+    verify(model, plan, opened.weights, layout, f"export via {via}")
+    atomic_write_bytes(target, model.SerializeToString(), overwrite=True)
+    return target
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """The signature and metadata of an ONNX file (what `specnet export` prints)."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+
+    def dims(value: Any) -> list[Any]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    return {
+        "file": str(path),
+        "inputs": {i.name: dims(i) for i in model.graph.input},
+        "outputs": {o.name: dims(o) for o in model.graph.output},
+        "opset": model.opset_import[0].version,
+        "nodes": len(model.graph.node),
+        "metadata": {p.key: p.value for p in model.metadata_props},
+        "class_names": json.loads(
+            {p.key: p.value for p in model.metadata_props}.get("class_names", "[]")
+        ),
+    }
