@@ -49,7 +49,8 @@ def latest_run(root: Path = Path(".")) -> Path:
     ready = [m for m in markers if (m.parent / "weights.safetensors").exists()]
     if not ready:
         raise UsageError(
-            "no build or run found under build/ or runs/; give RUN, or run `specnet build SPEC` first"
+            "no build or run found under build/ or runs/; "
+            "give RUN, or run `specnet build SPEC` first"
         )
     return max(ready, key=lambda m: m.stat().st_mtime).parent
 
@@ -113,7 +114,7 @@ def _torch_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
                 opset_version=opset,
                 verbose=False,
             )
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; report, don't crash
+    except Exception as exc:
         raise RuntimeFailure(f"torch.onnx.export failed at opset {opset}: {exc}") from None
     finally:
         quiet.setLevel(level)
@@ -139,7 +140,8 @@ def conform(model: Any, plan: Plan, native: str, layout: str, via: str) -> Any:
     inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise RuntimeFailure(
-            f"{via} export has {len(inputs)} inputs and {len(graph.output)} outputs; expected 1 and 1"
+            f"{via} export has {len(inputs)} inputs and {len(graph.output)} outputs; "
+            "expected 1 and 1"
         )
     old_in, old_out = inputs[0].name, graph.output[0].name
     inner_in = "specnet/input" if layout != native else "input"
@@ -189,7 +191,7 @@ def verify(model: Any, plan: Plan, weights: Any, layout: str, what: str) -> None
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-    except Exception as exc:  # noqa: BLE001 - checker and runtime raise their own types
+    except Exception as exc:
         raise RuntimeFailure(f"{what}: the exported graph is invalid: {exc}") from None
     x = np.random.default_rng(0).random((3, *plan.input_shape), dtype=np.float32)
     reference = _reference(plan, weights, x)

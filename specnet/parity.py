@@ -106,12 +106,14 @@ class ParityReport:
         lines.append("")
         for pair in failing:
             lines.append(
-                f"OVER TOLERANCE: {pair.a} vs {pair.b}: max abs {pair.max_abs:.2e}, max rel {pair.max_rel:.2e}, argmax agree {pair.argmax_agree:.0%}"
+                f"OVER TOLERANCE: {pair.a} vs {pair.b}: max abs {pair.max_abs:.2e}, "
+                f"max rel {pair.max_rel:.2e}, argmax agree {pair.argmax_agree:.0%}"
             )
         lines += [f"note: {note}" for note in self.notes]
         verdict = "all runtimes agree" if self.ok else "PARITY FAILED"
         lines.append(
-            f"{verdict}: {len(self.outputs)} runtimes, {len(self.pairs)} pairs, {len(failing)} over tolerance"
+            f"{verdict}: {len(self.outputs)} runtimes, {len(self.pairs)} pairs, "
+            f"{len(failing)} over tolerance"
         )
         return "\n".join(lines)
 
