@@ -27,7 +27,7 @@ def test_every_table_covers_every_layer_kind() -> None:
     assert set(torch_backend.ACTIVATIONS) == set(
         LAYER_KINDS[1].model_fields["activation"].annotation.__args__  # type: ignore[union-attr]
     )
-    assert set(BACKENDS) == {"keras", "torch"}
+    assert set(BACKENDS) == {"keras", "torch", "onnx"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)

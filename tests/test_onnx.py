@@ -1,0 +1,185 @@
+"""ONNX: the direct graph, every export path in both layouts, the I/O contract, `specnet parity`.
+
+Every path is compared with Keras, PyTorch and ONNX's reference evaluator (pure Python, an
+oracle independent of every framework and of ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from specnet import RuntimeFailure, infer, load_spec
+from specnet.backends import get_backend
+from specnet.backends import onnx as onnx_backend
+from specnet.backends.onnx import build_graph, reference_predict
+from specnet.export import _keras_onnx, _torch_onnx, conform, verify
+from specnet.shapes import logits_plan
+from specnet.spec import LAYER_KINDS
+from specnet.weights import init_weights
+from tests.conftest import ROOT, SPECS
+from tests.helpers import assert_agree, batch
+
+SEED = ROOT / "specs" / "seed_cnn.yaml"
+ACTIVATIONS = ROOT / "specs" / "activations.yaml"
+
+
+def _native(plan: Any, weights: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        model = backend.build(plan)
+        backend.set_weights(model, plan, weights)
+        out[name] = backend.predict(model, x)
+    return out
+
+
+def _ort(model: Any, x: np.ndarray, layout: str) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["output"], {"input": x if layout == "nhwc" else x.transpose(0, 3, 1, 2)})[0]
+    return got.transpose(0, 2, 3, 1) if got.ndim == 4 and layout == "nchw" else got
+
+
+def _check_contract(model: Any, plan: Any, layout: str, via: str) -> None:
+    onnx.checker.check_model(model, full_check=True)
+    (graph_input,) = model.graph.input
+    (graph_output,) = model.graph.output
+    assert (graph_input.name, graph_output.name) == ("input", "output")
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    h, w, c = plan.input_shape
+    assert dims == (["batch", h, w, c] if layout == "nhwc" else ["batch", c, h, w])
+    assert model.opset_import[0].version >= 13
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert (meta["spec"], meta["layout"], meta["via"]) == (plan.name, layout, via)
+    assert "specnet_version" in meta
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def test_the_onnx_table_covers_every_layer_kind() -> None:
+    assert set(onnx_backend.LAYERS) == set(LAYER_KINDS)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_direct_graph(path: Path) -> None:
+    plan = logits_plan(infer(load_spec(path)))
+    weights = init_weights(plan, seed=5)
+    x = batch(plan.input_shape)
+    native = _native(plan, weights, x)
+    for layout in ("nhwc", "nchw"):
+        model = build_graph(plan, weights, layout)
+        _check_contract(model, plan, layout, "direct")
+        ops = [node.op_type for node in model.graph.node]
+        assert ops.count("Transpose") == (1 if layout == "nhwc" else 0)
+        assert not {"Dropout", "Shape", "Gather", "Reshape", "Concat"} & set(ops)
+        # one node per spec operation (a fused activation is one more), Dropout and linear gone
+        expected = 1 if layout == "nhwc" else 0
+        for step in plan.layers:
+            activation = getattr(step.layer, "activation", None)
+            fused = step.kind != "Activation" and activation not in (None, "linear")
+            expected += {"Dropout": 0, "Activation": activation != "linear"}.get(step.kind, 1)
+            expected += fused
+        gelu_extra = 4 * sum(1 for node in model.graph.node if node.name.endswith("/gelu_div"))
+        assert len(ops) == expected + gelu_extra  # opset 18 spells exact GELU in 5 nodes
+        fed = x if layout == "nhwc" else x.transpose(0, 3, 1, 2)
+        assert_agree(
+            reference_predict(model, fed), native["keras"], f"{path.stem} reference/{layout}"
+        )
+        assert_agree(_ort(model, x, layout), native["torch"], f"{path.stem} ort/{layout}")
+
+
+@pytest.mark.parametrize("via", ["keras", "torch"])
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_export_paths(path: Path, via: str) -> None:
+    plan = logits_plan(infer(load_spec(path)))
+    weights = init_weights(plan, seed=6)
+    if via == "keras" and path == ACTIVATIONS:
+        with pytest.raises(RuntimeFailure, match="cannot convert TensorFlow op"):
+            _keras_onnx(plan, weights, 18)
+        return
+    raw, native_layout = (_keras_onnx if via == "keras" else _torch_onnx)(plan, weights, 18)
+    x = batch(plan.input_shape)
+    native = _native(plan, weights, x)
+    for layout in ("nhwc", "nchw"):
+        model = conform(copy.deepcopy(raw), plan, native_layout, layout, via)
+        _check_contract(model, plan, layout, via)
+        verify(model, plan, weights, layout, via)
+        got = _ort(model, x, layout)
+        assert_agree(got, native["keras"], f"{via}/{layout} vs keras")
+        assert_agree(got, native["torch"], f"{via}/{layout} vs torch")
+        fed = x if layout == "nhwc" else x.transpose(0, 3, 1, 2)
+        assert_agree(
+            onnx.reference.ReferenceEvaluator(model).run(None, {"input": fed})[0].reshape(got.shape)
+            if layout == "nhwc" or got.ndim == 2
+            else got,
+            got,
+            f"{via}/{layout} reference",
+        )
+
+
+def test_build_then_export_as_written(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`specnet build specs/<seed> --backend keras && specnet export --onnx`, then read the file."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("build", SEED, "--backend", "keras").code == 0
+    result = cli("export", "--onnx")
+    assert result.code == 0, result.err
+    assert "most recent build or run: build/seed_cnn" in result.err
+    path = tmp_path / "build" / "seed_cnn" / "model.onnx"
+    assert [p.name for p in path.parent.iterdir() if p.suffix == ".data"] == []
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (given,), (taken,) = session.get_inputs(), session.get_outputs()
+    assert (given.name, given.type, given.shape[1:]) == ("input", "tensor(float)", [32, 32, 3])
+    assert isinstance(given.shape[0], str)  # a dynamic batch dimension
+    assert taken.name == "output"
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["class_names"] == '["red", "blue", "yellow"]'
+    for n in (1, 5):
+        out = session.run(None, {"input": batch((32, 32, 3), n=n)})[0]
+        assert out.shape == (n, 3)
+        np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+
+
+def test_a_failed_export_leaves_no_file(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "b"
+    assert cli("build", ACTIVATIONS, "--backend", "keras", "--out", out).code == 0
+    result = cli("export", out, "--onnx", "--via", "keras")
+    assert result.code == 1
+    assert "cannot convert TensorFlow op(s) Erfc" in result.err
+    assert not (out / "model.onnx").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    good = cli(
+        "export", out, "--onnx", "--via", "direct", "--layout", "nchw", "-o", tmp_path / "a.onnx"
+    )
+    assert good.code == 0
+    again = cli("export", out, "--onnx", "-o", tmp_path / "a.onnx")
+    assert again.code == 2
+
+
+def test_parity_command(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("parity", SEED, "--json")
+    assert result.code == 0, result.out
+    import json
+
+    report = json.loads(result.out)
+    assert report["ok"] is True
+    assert len(report["runtimes"]) == 10
+    assert len(report["pairs"]) == 45
+
+
+def test_parity_catches_a_converter_bug(cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PyTorch's default leaky_relu slope (0.01) instead of Keras's (0.2): parity must fail."""
+    from specnet.backends import torch as torch_backend
+
+    monkeypatch.setitem(
+        torch_backend.ACTIVATIONS, "leaky_relu", ("LeakyReLU", {"negative_slope": 0.01})
+    )
+    result = cli("parity", ACTIVATIONS, "--backends", "keras,torch,onnx-reference")
+    assert result.code == 1
+    assert "OVER TOLERANCE: keras vs torch" in result.out
+    assert "PARITY FAILED" in result.out
