@@ -42,6 +42,10 @@ def _median_seconds(run: Callable[[], Any], calls: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _ort_run(session: Any, x: Any) -> Any:
+    return session.run(None, {"input": x})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="specs/keras/cifar10_cnn.yaml")
@@ -66,7 +70,7 @@ def main() -> None:
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-        runners[f"ort {via}"] = (lambda x, s=session: s.run(None, {"input": x}), via)
+        runners[f"ort {via}"] = (partial(_ort_run, session), via)
     keras_backend, torch_backend = get_backend("keras"), get_backend("torch")
     keras_model = keras_backend.build(plan)
     keras_backend.set_weights(keras_model, plan, weights)
