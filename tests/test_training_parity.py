@@ -5,7 +5,10 @@ Adam and RMSprop divide by ``sqrt(v) + ε``: for a weight whose gradient is with
 rounding of zero (common in the first conv of a deep net), the two frameworks' gradients differ
 in their last bits, the ratio can flip sign, and the step differs by up to 2·lr — a property of
 the optimizer, not of either framework. The tests therefore use ε = 1e-3, the same on both sides
-(ε "matched"), which keeps that ratio well conditioned; the tolerance stays rtol 1e-4.
+(ε "matched"), which keeps that ratio well conditioned, and Keras's default learning rate 1e-3;
+the tolerance stays atol 1e-5, rtol 1e-4. (At lr 1e-2 one bias of cifar10_cnn's third conv,
+whose gradient is a sum of nearly cancelling terms, ends 1.2e-5 apart: channels-last and NCHW
+convolutions round that sum differently, and Adam scales the difference by lr / ε.)
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from tests.helpers import assert_agree
 STEPS, BATCH = 3, 8
 OPTIMIZERS = {
     "sgd": {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
-    "adam": {"type": "adam", "learning_rate": 0.01, "epsilon": 1e-3},
-    "rmsprop": {"type": "rmsprop", "learning_rate": 0.01, "momentum": 0.5, "epsilon": 1e-3},
+    "adam": {"type": "adam", "learning_rate": 0.001, "epsilon": 1e-3},
+    "rmsprop": {"type": "rmsprop", "learning_rate": 0.001, "momentum": 0.5, "epsilon": 1e-3},
 }
 
 

@@ -227,11 +227,17 @@ class TorchBackend:
     native_file = "model.torch.safetensors"
 
     def build(self, plan: Plan) -> Any:
-        nn = _torch().nn
+        torch = _torch()
+        from specnet.backends._torch_modules import REPLACEMENTS
+
         children = OrderedDict(
-            (name, getattr(nn, cls)(*args, **kwargs)) for name, cls, args, kwargs in _modules(plan)
+            (name, REPLACEMENTS.get(cls, getattr(torch.nn, cls))(*args, **kwargs))
+            for name, cls, args, kwargs in _modules(plan)
         )
-        return nn.Sequential(children).eval()
+        # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
+        # batch viewed as NCHW (predict's permute) is already channels-last: no copy on input
+        model = torch.nn.Sequential(children).to(memory_format=torch.channels_last)
+        return model.eval()
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
         torch = _torch()
@@ -251,7 +257,7 @@ class TorchBackend:
         torch = _torch()
         model.eval()
         with torch.inference_mode():
-            out = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+            out = model(torch.from_numpy(x).permute(0, 3, 1, 2))  # channels-last view, no copy
             if out.ndim == 4:
                 out = out.permute(0, 2, 3, 1)
             return out.contiguous().numpy()

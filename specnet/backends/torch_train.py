@@ -16,6 +16,7 @@ The loss is computed on logits (the training plan has no final softmax) with
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from specnet._frameworks import require
@@ -26,8 +27,18 @@ from specnet.weights import Weights
 torch = require("torch")
 
 
+def _state(optimizer: Any, p: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    state = optimizer.state[p]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32)
+        for name in names:
+            state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state  # type: ignore[no-any-return]
+
+
 class KerasAdam(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
-    """Adam exactly as Keras 3 updates (epsilon outside the bias correction)."""
+    """Adam exactly as Keras 3 updates (epsilon outside the bias correction), applied to all
+    parameters at once with PyTorch's multi-tensor (``_foreach``) kernels."""
 
     def __init__(self, params: Any, lr: float, beta_1: float, beta_2: float, epsilon: float,
                  amsgrad: bool) -> None:  # fmt: skip
@@ -44,30 +55,36 @@ class KerasAdam(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
     def step(self, closure: Any = None) -> None:
         for group in self.param_groups:
             b1, b2 = group["beta_1"], group["beta_2"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.zeros_like(p)
-                    if group["amsgrad"]:
-                        state["v_hat"] = torch.zeros_like(p)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            names = ("m", "v", "v_hat") if group["amsgrad"] else ("m", "v")
+            states = [_state(self, p, names) for p in params]
+            grads = [p.grad for p in params]
+            ms, vs = [s["m"] for s in states], [s["v"] for s in states]
+            for state in states:
                 state["step"] += 1
-                t = state["step"]
-                alpha = group["lr"] * torch.sqrt(1 - b2**t) / (1 - b1**t)
-                m, v = state["m"], state["v"]
-                m.add_((p.grad - m) * (1 - b1))
-                v.add_((p.grad.square() - v) * (1 - b2))
-                if group["amsgrad"]:
-                    torch.maximum(state["v_hat"], v, out=state["v_hat"])
-                    v = state["v_hat"]
-                p.sub_(m * alpha / (v.sqrt() + group["eps"]))
+            t = float(states[0]["step"])
+            alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
+            # the operations in Keras's order, so the rounding is Keras's too
+            delta = torch._foreach_sub(grads, ms)
+            torch._foreach_add_(ms, delta, alpha=1 - b1)  # m += (g - m)(1 - β1)
+            delta = torch._foreach_mul(grads, grads)
+            torch._foreach_sub_(delta, vs)
+            torch._foreach_add_(vs, delta, alpha=1 - b2)  # v += (g² - v)(1 - β2)
+            if group["amsgrad"]:
+                hats = [s["v_hat"] for s in states]
+                torch._foreach_maximum_(hats, vs)
+                vs = hats
+            denominator = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denominator, group["eps"])
+            update = torch._foreach_mul(ms, alpha)
+            torch._foreach_div_(update, denominator)
+            torch._foreach_sub_(params, update)  # w -= m·α / (sqrt(v) + ε)
 
 
 class KerasRMSprop(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
-    """RMSprop exactly as Keras 3 updates (epsilon inside the square root)."""
+    """RMSprop exactly as Keras 3 updates (epsilon inside the square root), multi-tensor."""
 
     def __init__(self, params: Any, lr: float, rho: float, momentum: float, epsilon: float,
                  centered: bool) -> None:  # fmt: skip
@@ -83,26 +100,29 @@ class KerasRMSprop(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
     @torch.no_grad()  # type: ignore[untyped-decorator]
     def step(self, closure: Any = None) -> None:
         for group in self.param_groups:
-            rho = group["rho"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["v"] = torch.zeros_like(p)
-                    state["mom"] = torch.zeros_like(p)
-                    state["avg"] = torch.zeros_like(p)
-                v = state["v"]
-                v.mul_(rho).add_(p.grad.square() * (1 - rho))
-                denominator = v + group["eps"]
-                if group["centered"]:
-                    state["avg"].mul_(rho).add_(p.grad * (1 - rho))
-                    denominator = denominator - state["avg"].square()
-                increment = group["lr"] * p.grad / denominator.sqrt()
-                if group["momentum"] > 0:
-                    state["mom"].mul_(group["momentum"]).add_(increment)
-                    increment = state["mom"]
-                p.sub_(increment)
+            rho, lr = group["rho"], group["lr"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [_state(self, p, ("v", "mom", "avg")) for p in params]
+            grads = [p.grad for p in params]
+            vs = [s["v"] for s in states]
+            torch._foreach_mul_(vs, rho)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - rho)
+            denominator = torch._foreach_add(vs, group["eps"])
+            if group["centered"]:
+                avgs = [s["avg"] for s in states]
+                torch._foreach_lerp_(avgs, grads, 1 - rho)
+                torch._foreach_addcmul_(denominator, avgs, avgs, value=-1)
+            torch._foreach_sqrt_(denominator)
+            increment = torch._foreach_mul(grads, lr)
+            torch._foreach_div_(increment, denominator)  # lr·g / sqrt(v + ε)
+            if group["momentum"] > 0:
+                moms = [s["mom"] for s in states]
+                torch._foreach_mul_(moms, group["momentum"])
+                torch._foreach_add_(moms, increment)
+                increment = moms
+            torch._foreach_sub_(params, increment)
 
 
 def optimizer(config: SGD | Adam | RMSprop, params: Any) -> Any:
@@ -119,6 +139,13 @@ def optimizer(config: SGD | Adam | RMSprop, params: Any) -> Any:
     return KerasRMSprop(
         params, config.learning_rate, config.rho, config.momentum, config.epsilon, config.centered
     )
+
+
+def _like(param: Any, value: Any) -> Any:
+    """Optimizer state in its parameter's memory format (channels-last for conv kernels)."""
+    if value.shape != param.shape:
+        return value
+    return torch.empty_like(param).copy_(value)
 
 
 class TorchTrainer:
@@ -161,11 +188,17 @@ class TorchTrainer:
 
     def state(self) -> dict[str, Any]:
         """Everything a resume needs, as NumPy arrays: model, optimizer, RNG."""
-        out = {f"model/{k}": v.detach().numpy() for k, v in self.model.state_dict().items()}
+        # .contiguous(): conv weights and their optimizer state are channels-last in memory,
+        # and a safetensors file stores raw memory in the shape's row-major order
+        out = {
+            f"model/{k}": v.detach().contiguous().numpy()
+            for k, v in self.model.state_dict().items()
+        }
         for i, param in enumerate(self.model.parameters()):
             for key, value in self.optimizer.state.get(param, {}).items():
                 if value is not None:  # SGD without momentum keeps a None buffer
-                    out[f"optimizer/{i}/{key}"] = torch.as_tensor(value).detach().numpy()
+                    tensor = torch.as_tensor(value).detach().contiguous()
+                    out[f"optimizer/{i}/{key}"] = tensor.numpy()
         out["rng/torch"] = torch.get_rng_state().numpy()
         return out
 
@@ -181,6 +214,6 @@ class TorchTrainer:
             entries = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if entries:
                 self.optimizer.state[param] = {
-                    k: torch.from_numpy(v.copy()) for k, v in entries.items()
+                    k: _like(param, torch.from_numpy(v.copy())) for k, v in entries.items()
                 }
         torch.set_rng_state(torch.from_numpy(state["rng/torch"].copy()))
