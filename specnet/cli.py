@@ -168,6 +168,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         progress=Progress(mode),
         limits=_limits(args),  # type: ignore[arg-type]
+        compile=args.compile,
     )
     history = result.history
     summary = {
@@ -317,6 +318,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     train.add_argument("--weights", metavar="FILE", help="start from canonical weights")
     train.add_argument("--force", action="store_true", help="replace what --out holds")
+    train.add_argument(
+        "--compile",
+        action="store_true",
+        help="XLA (Keras) or torch.compile (PyTorch); opt-in, see benchmarks/README.md",
+    )
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     _add_limits(train)

@@ -120,6 +120,7 @@ def train(
     force: bool = False,
     progress: Progress | None = None,
     limits: Limits | None = None,
+    compile: bool = False,
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc."""
     progress = progress or Progress("quiet")
@@ -170,7 +171,9 @@ def train(
         atomic_write_text(
             folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
         )
-    trainer = chosen.trainer(tplan, spec.train, initial if resume is None else init_weights(plan))
+    trainer = chosen.trainer(
+        tplan, spec.train, initial if resume is None else init_weights(plan), compile=compile
+    )
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
     if resume is not None:

@@ -179,7 +179,8 @@ class KerasBackend:
         return out
 
     def predict(self, model: Any, x: Any) -> Any:
-        return model(x, training=False).numpy()
+        # Keras's compiled predict function: twice as fast as an eager model(x) call per batch
+        return model.predict_on_batch(x)
 
     def count_params(self, model: Any) -> int:
         return int(model.count_params())
@@ -200,11 +201,11 @@ class KerasBackend:
         keras = _keras()
         return keras.saving.load_model(path, compile=False, safe_mode=True)
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.keras_train`)."""
         from specnet.backends.keras_train import KerasTrainer
 
-        return KerasTrainer(self, plan, train, weights)
+        return KerasTrainer(self, plan, train, weights, compile=compile)
 
     def emit_source(self, plan: Plan) -> str:
         lines = []

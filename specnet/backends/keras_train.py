@@ -49,7 +49,9 @@ def optimizer(config: SGD | Adam | RMSprop) -> Any:
 class KerasTrainer:
     """Owns the compiled training model (logits) and its optimizer; see specnet.train."""
 
-    def __init__(self, backend: Any, plan: Plan, train: Train, weights: Weights) -> None:
+    def __init__(
+        self, backend: Any, plan: Plan, train: Train, weights: Weights, compile: bool = False
+    ) -> None:
         self.backend, self.plan, self.train_config = backend, plan, train
         keras.utils.set_random_seed(train.seed)  # Dropout's seed generators draw from it
         self.model = backend.build(plan)
@@ -61,7 +63,10 @@ class KerasTrainer:
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             metric = keras.metrics.SparseCategoricalAccuracy()
-        self.model.compile(optimizer=optimizer(train.optimizer), loss=loss, metrics=[metric])
+        # compile=True: XLA (jit_compile); opt-in, see benchmarks/README.md for what it buys
+        self.model.compile(
+            optimizer=optimizer(train.optimizer), loss=loss, metrics=[metric], jit_compile=compile
+        )
         self.model.optimizer.build(self.model.trainable_variables)
 
     def step(self, x: Any, y: Any) -> tuple[float, int]:

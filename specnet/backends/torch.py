@@ -276,11 +276,11 @@ class TorchBackend:
         model.load_state_dict(load(Path(path).read_bytes()), strict=True)
         return model
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights) -> Any:
+    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.torch_train`)."""
         from specnet.backends.torch_train import TorchTrainer
 
-        return TorchTrainer(self, plan, train, weights)
+        return TorchTrainer(self, plan, train, weights, compile=compile)
 
     def emit_source(self, plan: Plan) -> str:
         class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))

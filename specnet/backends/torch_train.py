@@ -151,12 +151,16 @@ def _like(param: Any, value: Any) -> Any:
 class TorchTrainer:
     """Owns the training model (logits), its optimizer and the RNG; see specnet.train."""
 
-    def __init__(self, backend: Any, plan: Plan, train: Train, weights: Weights) -> None:
+    def __init__(
+        self, backend: Any, plan: Plan, train: Train, weights: Weights, compile: bool = False
+    ) -> None:
         self.backend, self.plan, self.train_config = backend, plan, train
         torch.manual_seed(train.seed)
         self.model = backend.build(plan)
         backend.set_weights(self.model, plan, weights)
         self.optimizer = optimizer(train.optimizer, self.model.parameters())
+        # compile=True: torch.compile the forward (opt-in; measured in benchmarks/README.md)
+        self.forward = torch.compile(self.model) if compile else self.model
         self.binary = train.loss == "binary_crossentropy"
 
     def _loss(self, logits: Any, y: Any) -> Any:
@@ -174,7 +178,7 @@ class TorchTrainer:
         inputs = torch.from_numpy(x).permute(0, 3, 1, 2)
         labels = torch.from_numpy(y)
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
+        logits = self.forward(inputs)
         loss = self._loss(logits, labels)
         loss.backward()
         self.optimizer.step()
