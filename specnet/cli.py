@@ -340,7 +340,9 @@ def _parser() -> argparse.ArgumentParser:
     predict = verbs.add_parser("predict", help="classify images or an .npz with a run")
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or .npz (x)")
-    predict.add_argument("--backend", choices=["keras", "torch"], help="default: the run's")
+    predict.add_argument(
+        "--backend", choices=["keras", "torch", "onnx"], help="default: onnx (ONNX Runtime)"
+    )
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_cmd_predict)
 

@@ -167,5 +167,10 @@ def test_predict_images_and_npz(tmp_path: Path, cli) -> None:  # type: ignore[no
     assert len(out) == 8
     assert [r["class"] for r in out] == [names[i] for i in y] * 2
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in out)
+    for backend in ("keras", "torch"):  # the default serves through ONNX Runtime; all agree
+        other = json.loads(cli("predict", run, *files, "--json", "--backend", backend).out)
+        for mine, theirs in zip(out, other, strict=False):
+            for name, p in mine["probabilities"].items():
+                assert abs(p - theirs["probabilities"][name]) < 1e-5
     text = cli("predict", run, files[0], "--backend", "keras")
     assert text.out.startswith(f"{files[0]}: {names[y[0]]} (")

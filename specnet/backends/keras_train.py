@@ -1,8 +1,9 @@
-"""Training in Keras 3: ``compile`` + ``train_on_batch``, with specnet choosing the batches.
+"""Training in Keras 3: Keras's losses and optimizers in a compiled train step, specnet's batches.
 
 specnet drives the epochs and the batch order (a function of (seed, epoch), shared with PyTorch)
 instead of ``fit``, so that a run resumes exactly and the two frameworks see the same batches.
-Each step is Keras's own compiled train function. The loss is computed on logits (the training
+Each step is the train step ``fit`` compiles (forward, loss, tape gradients, optimizer apply),
+as one ``tf.function``. The loss is computed on logits (the training
 plan has no final softmax; ``from_logits=True``), as Keras itself does under the hood for a
 softmax output on TensorFlow; the saved model keeps its softmax.
 
@@ -58,23 +59,38 @@ class KerasTrainer:
         backend.set_weights(self.model, plan, weights)
         self.binary = train.loss == "binary_crossentropy"
         if self.binary:
-            loss = keras.losses.BinaryCrossentropy(from_logits=True)
-            metric = keras.metrics.BinaryAccuracy(threshold=0.0)  # on logits
+            self.loss = keras.losses.BinaryCrossentropy(from_logits=True)
         else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metric = keras.metrics.SparseCategoricalAccuracy()
+            self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.optimizer = optimizer(train.optimizer)
+        self.optimizer.build(self.model.trainable_variables)
+        tf = require("tensorflow")
         # compile=True: XLA (jit_compile); opt-in, see benchmarks/README.md for what it buys
-        self.model.compile(
-            optimizer=optimizer(train.optimizer), loss=loss, metrics=[metric], jit_compile=compile
-        )
-        self.model.optimizer.build(self.model.trainable_variables)
+        self._step = tf.function(self._train_step, jit_compile=compile, reduce_retracing=True)
+
+    def _train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """What Keras's own compiled train step does (forward, loss, gradients, optimizer
+        apply), without ``train_on_batch``'s per-call data adapter and metric bookkeeping, which
+        cost about 7% of a seed-network step."""
+        tf = require("tensorflow")
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = self.loss(y, logits)
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        if self.binary:
+            guess = tf.cast(logits[:, 0] > 0, y.dtype)
+            correct = tf.reduce_sum(tf.cast(tf.equal(guess, y[:, 0]), tf.int32))
+        else:
+            guess = tf.argmax(logits, axis=1, output_type=y.dtype)
+            correct = tf.reduce_sum(tf.cast(tf.equal(guess, y), tf.int32))
+        return loss, correct
 
     def step(self, x: Any, y: Any) -> tuple[float, int]:
         """One optimizer step on a batch (dropout on); returns (mean loss, correct count)."""
         labels = y.astype("float32")[:, None] if self.binary else y
-        logs = self.model.train_on_batch(x, labels, return_dict=True)
-        accuracy = next(v for k, v in logs.items() if k != "loss")
-        return float(logs["loss"]), round(float(accuracy) * len(x))
+        loss, correct = self._step(x, labels)
+        return float(loss), int(correct)
 
     def logits(self, x: Any) -> Any:
         return self.backend.predict(self.model, x)
@@ -86,14 +102,14 @@ class KerasTrainer:
         """Everything a resume needs: every model and optimizer variable, in order."""
         np = require("numpy")
         out = {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.model.variables)}
-        for i, variable in enumerate(self.model.optimizer.variables):
+        for i, variable in enumerate(self.optimizer.variables):
             out[f"optimizer/{i}"] = np.asarray(variable.numpy())
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
         for prefix, variables in (
             ("model", self.model.variables),
-            ("optimizer", self.model.optimizer.variables),
+            ("optimizer", self.optimizer.variables),
         ):
             for i, variable in enumerate(variables):
                 variable.assign(state[f"{prefix}/{i}"])
