@@ -183,3 +183,18 @@ def test_parity_catches_a_converter_bug(cli, monkeypatch) -> None:  # type: igno
     assert result.code == 1
     assert "OVER TOLERANCE: keras vs torch" in result.out
     assert "PARITY FAILED" in result.out
+
+
+def test_direct_backend_round_trips_its_file(tmp_path: Path) -> None:
+    plan = infer(load_spec(ROOT / "specs" / "strides_same.yaml"))
+    backend = get_backend("onnx")
+    weights = init_weights(plan, seed=8)
+    model = backend.build(plan)
+    backend.set_weights(model, plan, weights)
+    backend.save_native(model, tmp_path / "m.onnx")
+    again = backend.load_native(tmp_path / "m.onnx", plan)
+    back = backend.get_weights(again, plan)
+    assert all(np.array_equal(back[key], weights[key]) for key in weights)
+    assert backend.count_params(again) == plan.total_params
+    x = batch(plan.input_shape)
+    assert_agree(backend.predict(again, x), backend.predict(model, x), "reloaded direct graph")
