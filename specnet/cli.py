@@ -149,10 +149,42 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+_LAUNCH_FLAGS = {"--nproc": 1, "--nnodes": 1, "--node-rank": 1, "--rdzv-endpoint": 1}
+
+
+def _without_launch_flags(argv: list[str]) -> list[str]:
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _LAUNCH_FLAGS:
+            skip = 0 if "=" in arg else _LAUNCH_FLAGS[name]
+            continue
+        out.append(arg)
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from specnet.data import parse_data_option
     from specnet.progress import Progress
     from specnet.train import train
+
+    if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        if args.backend != "torch" and args.resume is None:
+            raise UsageError("--nproc/--nnodes launch PyTorch workers; use --backend torch")
+        from specnet.distributed import launch
+
+        return launch(
+            _without_launch_flags(args.argv),
+            args.nproc,
+            args.nnodes,
+            args.node_rank,
+            args.rdzv_endpoint,
+        )
 
     mode = "quiet" if args.quiet else "json" if args.json else "auto"
     if args.spec is None and args.resume is None:
@@ -169,6 +201,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=Progress(mode),
         limits=_limits(args),  # type: ignore[arg-type]
         compile=args.compile,
+        device=args.device,
     )
     history = result.history
     summary = {
@@ -323,6 +356,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="XLA (Keras) or torch.compile (PyTorch); opt-in, see benchmarks/README.md",
     )
+    train.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    train.add_argument("--nproc", type=int, default=1, metavar="N", help="PyTorch workers (DDP)")
+    train.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines (DDP)")
+    train.add_argument("--node-rank", type=int, default=0, metavar="I", help="this machine's rank")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous for --nnodes > 1")
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     _add_limits(train)
@@ -377,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     try:
         args = _parser().parse_args(args_list)
+        args.argv = args_list
         run: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
         if run is None:
             _parser().print_help()

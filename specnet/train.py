@@ -32,6 +32,7 @@ from specnet._io import atomic_write_bytes, atomic_write_text
 from specnet.backends import Backend, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
 from specnet.data import Dataset, anchored, batch_order, load_data
+from specnet.distributed import SOLO, World, broadcast, leave, shard, sum_all, world
 from specnet.errors import RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
@@ -121,6 +122,7 @@ def train(
     progress: Progress | None = None,
     limits: Limits | None = None,
     compile: bool = False,
+    device: str = "cpu",
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc."""
     progress = progress or Progress("quiet")
@@ -155,24 +157,31 @@ def train(
     tplan = training_plan(plan)
     chosen = get_backend(backend)
     dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2)
+    here = world(device) if backend == "torch" else SOLO
 
     if resume is None:
-        folder = claim(
-            Path(out) if out else _next_run(plan.name, backend),
-            kind="train",
-            spec=plan.name,
-            force=force,
-            reuse=False,
-        )
+        if here.leader:
+            folder = claim(
+                Path(out) if out else _next_run(plan.name, backend),
+                kind="train",
+                spec=plan.name,
+                force=force,
+                reuse=False,
+            )
+            atomic_write_text(folder / SPEC_FILE, resolved_yaml(plan, spec_source), overwrite=True)
+            atomic_write_text(
+                folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
+            )
+        folder = Path(broadcast(str(folder) if here.leader else None, here))
         initial = (
             load_weights(Path(weights), plan) if weights else init_weights(plan, spec.train.seed)
         )
-        atomic_write_text(folder / SPEC_FILE, resolved_yaml(plan, spec_source), overwrite=True)
-        atomic_write_text(
-            folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
-        )
     trainer = chosen.trainer(
-        tplan, spec.train, initial if resume is None else init_weights(plan), compile=compile
+        tplan,
+        spec.train,
+        initial if resume is None else init_weights(plan),
+        compile=compile,
+        device=device,
     )
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
@@ -187,11 +196,18 @@ def train(
         "epochs": spec.train.epochs,
         "data": dataset.describe(),
         "class_names": dataset.class_names,
+        "device": device,
+        "workers": here.size,
     }
-    write_marker(folder, **meta, status="running", epochs_done=start)
-    _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta)
-    _finish(folder, chosen, trainer, dataset, plan, history)
-    write_marker(folder, **meta, status="finished", epochs_done=spec.train.epochs)
+    if not here.leader:
+        progress = Progress("quiet")
+    else:
+        write_marker(folder, **meta, status="running", epochs_done=start)
+    _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here)
+    if here.leader:
+        _finish(folder, chosen, trainer, dataset, plan, history)
+        write_marker(folder, **meta, status="finished", epochs_done=spec.train.epochs)
+    leave(here)
     return RunResult(folder, plan, backend, history)
 
 
@@ -206,6 +222,7 @@ def _fit(
     best: float,
     progress: Progress,
     meta: dict[str, Any],
+    here: World = SOLO,
 ) -> None:
     cfg = plan.spec.train
     n = len(data.x_train)
@@ -218,14 +235,17 @@ def _fit(
         loss_sum, correct = 0.0, 0
         for step in range(steps):
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            loss, hits = trainer.step(data.x_train[index], data.y_train[index])
+            mine = shard(index, here)  # this rank's share of the global batch
+            loss, hits = trainer.step(data.x_train[mine], data.y_train[mine])
+            loss, hits = sum_all([loss * len(mine), float(hits)], here)
+            loss /= len(index)
             if not math.isfinite(loss):
                 raise RuntimeFailure(
                     f"training diverged: loss is {loss} at epoch {epoch + 1}, step {step + 1}; "
                     f"the last good checkpoint is {folder / LAST} (lower the learning rate)"
                 )
             loss_sum += loss * len(index)
-            correct += hits
+            correct += int(hits)
             progress.step(step + 1, loss_sum / min(n, (step + 1) * cfg.batch_size))
         val_loss, val_acc, _ = evaluate_logits(trainer.logits, data.x_val, data.y_val, binary)
         logs = {
@@ -237,12 +257,16 @@ def _fit(
         for key in COLUMNS:
             history[key].append(logs[key])
         score = val_loss if math.isfinite(val_loss) else logs["loss"]
-        if score < best:
-            best = score
+        improved = score < best
+        best = min(best, score)
+        state = trainer.state()  # on every rank: it gathers each rank's RNG state
+        if not here.leader:
+            continue
+        if improved:
             save_weights(
                 folder / BEST, trainer.weights(), overwrite=True, metadata={"epoch": str(epoch + 1)}
             )
-        _checkpoint(folder, trainer, backend, epoch + 1, history, best)
+        _checkpoint(folder, state, backend, epoch + 1, history, best)
         _write_metrics(folder, history)
         write_marker(folder, **meta, status="running", epochs_done=epoch + 1)
         progress.epoch_end(epoch, logs, time.perf_counter() - began)
@@ -250,7 +274,7 @@ def _fit(
 
 def _checkpoint(
     folder: Path,
-    trainer: Any,
+    state: dict[str, Any],
     backend: str,
     epoch: int,
     history: dict[str, list[float]],
@@ -264,7 +288,7 @@ def _checkpoint(
         "backend": backend,
         "versions": versions(),
     }
-    data = numpy_io.save(trainer.state(), metadata={"progress": json.dumps(progress)})
+    data = numpy_io.save(state, metadata={"progress": json.dumps(progress)})
     (folder / "checkpoints").mkdir(exist_ok=True)
     atomic_write_bytes(folder / LAST, data, overwrite=True)
 

@@ -56,7 +56,14 @@ class Backend(Protocol):
     def load_native(self, path: Path, plan: Plan) -> Any:
         """Read a native model file written by :meth:`save_native`."""
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
+    def trainer(
+        self,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
+    ) -> Any:
         """A trainer: ``step(x, y)``, ``logits(x)``, ``weights()``, ``state()``, ``load_state``."""
 
     def emit_source(self, plan: Plan) -> str:

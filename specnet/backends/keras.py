@@ -201,11 +201,18 @@ class KerasBackend:
         keras = _keras()
         return keras.saving.load_model(path, compile=False, safe_mode=True)
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
+    def trainer(
+        self,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
+    ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.keras_train`)."""
         from specnet.backends.keras_train import KerasTrainer
 
-        return KerasTrainer(self, plan, train, weights, compile=compile)
+        return KerasTrainer(self, plan, train, weights, compile=compile, device=device)
 
     def emit_source(self, plan: Plan) -> str:
         lines = []

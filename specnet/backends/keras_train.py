@@ -51,8 +51,16 @@ class KerasTrainer:
     """Owns the compiled training model (logits) and its optimizer; see specnet.train."""
 
     def __init__(
-        self, backend: Any, plan: Plan, train: Train, weights: Weights, compile: bool = False
+        self,
+        backend: Any,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
     ) -> None:
+        if device == "cpu":  # TensorFlow takes a GPU when it sees one; "cuda"/"auto" let it
+            require("tensorflow").config.set_visible_devices([], "GPU")
         self.backend, self.plan, self.train_config = backend, plan, train
         keras.utils.set_random_seed(train.seed)  # Dropout's seed generators draw from it
         self.model = backend.build(plan)

@@ -335,7 +335,14 @@ class OnnxBackend:
         self.set_weights(model, plan, weights)
         return model
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
+    def trainer(
+        self,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
+    ) -> Any:
         raise UsageError("the direct ONNX backend cannot train; train with keras or torch")
 
     def emit_source(self, plan: Plan) -> str:

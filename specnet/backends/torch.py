@@ -256,11 +256,13 @@ class TorchBackend:
     def predict(self, model: Any, x: Any) -> Any:
         torch = _torch()
         model.eval()
+        device = next(model.parameters(), torch.empty(0)).device
         with torch.inference_mode():
-            out = model(torch.from_numpy(x).permute(0, 3, 1, 2))  # channels-last view, no copy
+            batch = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last view, no copy
+            out = model(batch.to(device))
             if out.ndim == 4:
                 out = out.permute(0, 2, 3, 1)
-            return out.contiguous().numpy()
+            return out.cpu().contiguous().numpy()
 
     def count_params(self, model: Any) -> int:
         return sum(int(p.numel()) for p in model.parameters())
@@ -276,11 +278,18 @@ class TorchBackend:
         model.load_state_dict(load(Path(path).read_bytes()), strict=True)
         return model
 
-    def trainer(self, plan: Plan, train: Train, weights: Weights, compile: bool = False) -> Any:
+    def trainer(
+        self,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
+    ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.torch_train`)."""
         from specnet.backends.torch_train import TorchTrainer
 
-        return TorchTrainer(self, plan, train, weights, compile=compile)
+        return TorchTrainer(self, plan, train, weights, compile=compile, device=device)
 
     def emit_source(self, plan: Plan) -> str:
         class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))

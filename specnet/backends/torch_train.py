@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from specnet._frameworks import require
+from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
 from specnet.weights import Weights
@@ -141,6 +142,12 @@ def optimizer(config: SGD | Adam | RMSprop, params: Any) -> Any:
     )
 
 
+def _gather(value: Any) -> list[Any]:
+    boxes: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(boxes, value)
+    return boxes
+
+
 def _like(param: Any, value: Any) -> Any:
     """Optimizer state in its parameter's memory format (channels-last for conv kernels)."""
     if value.shape != param.shape:
@@ -152,15 +159,34 @@ class TorchTrainer:
     """Owns the training model (logits), its optimizer and the RNG; see specnet.train."""
 
     def __init__(
-        self, backend: Any, plan: Plan, train: Train, weights: Weights, compile: bool = False
+        self,
+        backend: Any,
+        plan: Plan,
+        train: Train,
+        weights: Weights,
+        compile: bool = False,
+        device: str = "cpu",
     ) -> None:
         self.backend, self.plan, self.train_config = backend, plan, train
-        torch.manual_seed(train.seed)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if cuda else "cpu")
+        dist = torch.distributed
+        self.distributed = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank() if self.distributed else 0
+        torch.manual_seed(train.seed + rank)  # each rank its own dropout masks
         self.model = backend.build(plan)
         backend.set_weights(self.model, plan, weights)
+        self.model.to(self.device)
         self.optimizer = optimizer(train.optimizer, self.model.parameters())
+        self.forward: Any = self.model
+        if self.distributed:  # gradients averaged over ranks after each backward
+            ids = [self.device.index] if cuda else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         # compile=True: torch.compile the forward (opt-in; measured in benchmarks/README.md)
-        self.forward = torch.compile(self.model) if compile else self.model
+        if compile:
+            self.forward = torch.compile(self.forward)
         self.binary = train.loss == "binary_crossentropy"
 
     def _loss(self, logits: Any, y: Any) -> Any:
@@ -175,8 +201,8 @@ class TorchTrainer:
     def step(self, x: Any, y: Any) -> tuple[float, int]:
         """One optimizer step on a batch (dropout on); returns (mean loss, correct count)."""
         self.model.train()
-        inputs = torch.from_numpy(x).permute(0, 3, 1, 2)
-        labels = torch.from_numpy(y)
+        inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+        labels = torch.from_numpy(y).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.forward(inputs)
         loss = self._loss(logits, labels)
@@ -195,15 +221,20 @@ class TorchTrainer:
         # .contiguous(): conv weights and their optimizer state are channels-last in memory,
         # and a safetensors file stores raw memory in the shape's row-major order
         out = {
-            f"model/{k}": v.detach().contiguous().numpy()
+            f"model/{k}": v.detach().cpu().contiguous().numpy()
             for k, v in self.model.state_dict().items()
         }
         for i, param in enumerate(self.model.parameters()):
             for key, value in self.optimizer.state.get(param, {}).items():
                 if value is not None:  # SGD without momentum keeps a None buffer
-                    tensor = torch.as_tensor(value).detach().contiguous()
+                    tensor = torch.as_tensor(value).detach().cpu().contiguous()
                     out[f"optimizer/{i}/{key}"] = tensor.numpy()
-        out["rng/torch"] = torch.get_rng_state().numpy()
+        rng = torch.get_rng_state().numpy()
+        if self.distributed:  # every rank's generator, so a resumed run redraws the same masks
+            for rank, state in enumerate(_gather(rng)):
+                out[f"rng/torch/{rank}"] = state
+        else:
+            out["rng/torch"] = rng
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -220,4 +251,8 @@ class TorchTrainer:
                 self.optimizer.state[param] = {
                     k: _like(param, torch.from_numpy(v.copy())) for k, v in entries.items()
                 }
-        torch.set_rng_state(torch.from_numpy(state["rng/torch"].copy()))
+        rank = torch.distributed.get_rank() if self.distributed else 0
+        rng = state.get(f"rng/torch/{rank}", state.get("rng/torch"))
+        if rng is None:
+            raise RuntimeFailure(f"the checkpoint holds no RNG state for rank {rank}")
+        torch.set_rng_state(torch.from_numpy(rng.copy()))
