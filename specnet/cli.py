@@ -202,6 +202,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limits=_limits(args),  # type: ignore[arg-type]
         compile=args.compile,
         device=args.device,
+        strategy=args.strategy,
+        replicas=args.replicas,
     )
     history = result.history
     summary = {
@@ -357,6 +359,14 @@ def _parser() -> argparse.ArgumentParser:
         help="XLA (Keras) or torch.compile (PyTorch); opt-in, see benchmarks/README.md",
     )
     train.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    train.add_argument(
+        "--strategy",
+        choices=["mirrored", "multi-worker"],
+        help="Keras: MirroredStrategy (GPUs) or MultiWorkerMirroredStrategy (TF_CONFIG)",
+    )
+    train.add_argument(
+        "--replicas", type=int, default=0, metavar="N", help="mirrored on CPU: N logical devices"
+    )
     train.add_argument("--nproc", type=int, default=1, metavar="N", help="PyTorch workers (DDP)")
     train.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines (DDP)")
     train.add_argument("--node-rank", type=int, default=0, metavar="I", help="this machine's rank")

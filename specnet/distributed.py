@@ -15,6 +15,7 @@ launcher stop the others; the command then fails with exit 1 and says so.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.errors import RuntimeFailure, UsageError
 
-__all__ = ["World", "broadcast", "launch", "leave", "shard", "sum_all", "world"]
+__all__ = ["World", "broadcast", "launch", "leave", "shard", "tf_world", "world"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +54,22 @@ def world(device: str = "cpu") -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def tf_world() -> World:
+    """This worker's place in a Keras multi-worker run, from the standard ``TF_CONFIG``
+    (worker 0 is the chief, as in TensorFlow when no ``chief`` task is listed)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    task = config.get("task", {})
+    rank = int(task.get("index", 0)) if task.get("type", "worker") == "worker" else 0
+    return World(rank, max(1, len(workers)))
+
+
 def shard(index: Any, here: World) -> Any:
     """This rank's contiguous share of a global batch (equal sizes ±1)."""
     if here.size == 1:
         return index
     np = require("numpy")
     return np.array_split(index, here.size)[here.rank]
-
-
-def sum_all(values: list[float], here: World) -> list[float]:
-    """Element-wise sum over ranks (for reporting loss and accuracy of the global batch)."""
-    if here.size == 1:
-        return values
-    torch = require("torch")
-    tensor = torch.tensor(values, dtype=torch.float64)
-    require("torch.distributed").all_reduce(tensor)
-    return [float(v) for v in tensor]
 
 
 def broadcast(value: Any, here: World) -> Any:
@@ -82,7 +83,7 @@ def broadcast(value: Any, here: World) -> Any:
 
 def leave(here: World) -> None:
     """Wait for every rank, then leave the process group (exiting without it can abort)."""
-    if here.size == 1:
+    if here.size == 1 or "torch" not in sys.modules:
         return
     dist = require("torch.distributed")
     if dist.is_initialized():

@@ -32,7 +32,7 @@ from specnet._io import atomic_write_bytes, atomic_write_text
 from specnet.backends import Backend, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
 from specnet.data import Dataset, anchored, batch_order, load_data
-from specnet.distributed import SOLO, World, broadcast, leave, shard, sum_all, world
+from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
 from specnet.errors import RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
@@ -123,6 +123,8 @@ def train(
     limits: Limits | None = None,
     compile: bool = False,
     device: str = "cpu",
+    strategy: str | None = None,
+    replicas: int = 0,
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc."""
     progress = progress or Progress("quiet")
@@ -158,6 +160,8 @@ def train(
     chosen = get_backend(backend)
     dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2)
     here = world(device) if backend == "torch" else SOLO
+    if backend == "keras" and strategy == "multi-worker":
+        here = tf_world()
 
     if resume is None:
         if here.leader:
@@ -172,7 +176,10 @@ def train(
             atomic_write_text(
                 folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
             )
-        folder = Path(broadcast(str(folder) if here.leader else None, here))
+        if backend == "torch":
+            folder = Path(broadcast(str(folder) if here.leader else None, here))
+        elif not here.leader:  # other Keras workers write nothing; the chief owns the run
+            folder = Path(out) if out else Path(".")
         initial = (
             load_weights(Path(weights), plan) if weights else init_weights(plan, spec.train.seed)
         )
@@ -182,6 +189,8 @@ def train(
         initial if resume is None else init_weights(plan),
         compile=compile,
         device=device,
+        strategy=strategy,
+        replicas=replicas,
     )
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
@@ -198,6 +207,8 @@ def train(
         "class_names": dataset.class_names,
         "device": device,
         "workers": here.size,
+        "strategy": strategy,
+        "replicas": getattr(trainer, "strategy", None) and trainer.strategy.num_replicas_in_sync,
     }
     if not here.leader:
         progress = Progress("quiet")
@@ -235,10 +246,9 @@ def _fit(
         loss_sum, correct = 0.0, 0
         for step in range(steps):
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            mine = shard(index, here)  # this rank's share of the global batch
-            loss, hits = trainer.step(data.x_train[mine], data.y_train[mine])
-            loss, hits = sum_all([loss * len(mine), float(hits)], here)
-            loss /= len(index)
+            mine = shard(index, here)  # this worker's share of the global batch
+            # the loss and hits of the whole global batch, however many workers share it
+            loss, hits = trainer.step(data.x_train[mine], data.y_train[mine], len(index))
             if not math.isfinite(loss):
                 raise RuntimeFailure(
                     f"training diverged: loss is {loss} at epoch {epoch + 1}, step {step + 1}; "

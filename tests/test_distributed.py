@@ -110,3 +110,72 @@ def test_a_distributed_run_resumes(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(tmp_path / "whole"), _weights(run)
     assert all(np.array_equal(a[key], b[key]) for key in a)
+
+
+def _train(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*SPECNET, "train", *args, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _finished(process: subprocess.Popen[bytes]) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()[-2000:]
+
+
+def _close(a: Path, b: Path) -> None:
+    one, two = _weights(a), _weights(b)
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_keras_mirrored_strategy_matches_one_device(tmp_path: Path) -> None:
+    spec = str(_spec(tmp_path, 2))
+    _finished(_train([spec, "--backend", "keras", "--out", str(tmp_path / "one")]))
+    two = [spec, "--backend", "keras", "--out", str(tmp_path / "two"), "--strategy", "mirrored"]
+    _finished(_train([*two, "--replicas", "2"]))  # two logical CPU devices
+    _close(tmp_path / "one", tmp_path / "two")
+    marker = json.loads((tmp_path / "two" / "specnet.json").read_text())
+    assert (marker["strategy"], marker["replicas"]) == ("mirrored", 2)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_keras_multi_worker_reads_tf_config(tmp_path: Path) -> None:
+    spec = str(_spec(tmp_path, 2))
+    _finished(_train([spec, "--backend", "keras", "--out", str(tmp_path / "one")]))
+    cluster = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    args = [
+        spec,
+        "--backend",
+        "keras",
+        "--out",
+        str(tmp_path / "multi"),
+        "--strategy",
+        "multi-worker",
+    ]
+    workers = [
+        _train(
+            args,
+            {
+                "TF_CONFIG": json.dumps(
+                    {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}
+                )
+            },
+        )
+        for i in range(2)
+    ]
+    for worker in workers:
+        _finished(worker)
+    _close(tmp_path / "one", tmp_path / "multi")
+    marker = json.loads((tmp_path / "multi" / "specnet.json").read_text())
+    assert (marker["strategy"], marker["workers"]) == ("multi-worker", 2)

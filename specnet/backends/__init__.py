@@ -63,6 +63,8 @@ class Backend(Protocol):
         weights: Weights,
         compile: bool = False,
         device: str = "cpu",
+        strategy: str | None = None,
+        replicas: int = 0,
     ) -> Any:
         """A trainer: ``step(x, y)``, ``logits(x)``, ``weights()``, ``state()``, ``load_state``."""
 

@@ -208,11 +208,16 @@ class KerasBackend:
         weights: Weights,
         compile: bool = False,
         device: str = "cpu",
+        strategy: str | None = None,
+        replicas: int = 0,
     ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.keras_train`)."""
         from specnet.backends.keras_train import KerasTrainer
 
-        return KerasTrainer(self, plan, train, weights, compile=compile, device=device)
+        return KerasTrainer(
+            self, plan, train, weights, compile=compile, device=device, strategy=strategy,
+            replicas=replicas,
+        )  # fmt: skip
 
     def emit_source(self, plan: Plan) -> str:
         lines = []

@@ -13,10 +13,12 @@ left out of ``.keras`` and ``.weights.h5`` files — and all of ``optimizer.vari
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from specnet._frameworks import require
 from specnet.backends.keras import _keras
+from specnet.errors import UsageError
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
 from specnet.weights import Weights
@@ -47,6 +49,31 @@ def optimizer(config: SGD | Adam | RMSprop) -> Any:
     )
 
 
+def _strategy(tf: Any, name: str, replicas: int) -> Any:
+    """A TensorFlow distribution strategy: ``mirrored`` over this machine's GPUs (or, with none,
+    ``replicas`` logical CPU devices, for testing); ``multi-worker`` reads the standard
+    ``TF_CONFIG`` of each worker."""
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name != "mirrored":
+        raise UsageError(f"unknown strategy {name!r}; choose mirrored or multi-worker")
+    if tf.config.get_visible_devices("GPU"):  # (listing logical devices would start TF)
+        return tf.distribute.MirroredStrategy()
+    count = max(replicas, 1)
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    with contextlib.suppress(RuntimeError):  # already initialised: use the devices there are
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:count]
+    if len(devices) < count:
+        raise UsageError(
+            f"--replicas {count}: TensorFlow already started with {len(devices)} CPU device(s); "
+            "start a fresh process"
+        )
+    return tf.distribute.MirroredStrategy(devices)
+
+
 class KerasTrainer:
     """Owns the compiled training model (logits) and its optimizer; see specnet.train."""
 
@@ -58,33 +85,45 @@ class KerasTrainer:
         weights: Weights,
         compile: bool = False,
         device: str = "cpu",
+        strategy: str | None = None,
+        replicas: int = 0,
     ) -> None:
-        if device == "cpu":  # TensorFlow takes a GPU when it sees one; "cuda"/"auto" let it
-            require("tensorflow").config.set_visible_devices([], "GPU")
-        self.backend, self.plan, self.train_config = backend, plan, train
-        keras.utils.set_random_seed(train.seed)  # Dropout's seed generators draw from it
-        self.model = backend.build(plan)
-        backend.set_weights(self.model, plan, weights)
-        self.binary = train.loss == "binary_crossentropy"
-        if self.binary:
-            self.loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        else:
-            self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.optimizer = optimizer(train.optimizer)
-        self.optimizer.build(self.model.trainable_variables)
         tf = require("tensorflow")
+        if device == "cpu":  # TensorFlow takes a GPU when it sees one; "cuda"/"auto" let it
+            tf.config.set_visible_devices([], "GPU")
+        self.backend, self.plan, self.train_config, self.tf = backend, plan, train, tf
+        self.strategy = _strategy(tf, strategy, replicas) if strategy else None
+        scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()
+        self.binary = train.loss == "binary_crossentropy"
+        with scope:
+            keras.utils.set_random_seed(train.seed)  # Dropout's seed generators draw from it
+            self.model = backend.build(plan)
+            backend.set_weights(self.model, plan, weights)
+            losses = keras.losses
+            make = (
+                losses.BinaryCrossentropy if self.binary else losses.SparseCategoricalCrossentropy
+            )
+            # per-example losses: each replica divides its sum by the *global* batch size, and
+            # the optimizer sums the replicas' gradients: the single-device mean gradient
+            self.loss = make(from_logits=True, reduction=None)
+            self.optimizer = optimizer(train.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
         # compile=True: XLA (jit_compile); opt-in, see benchmarks/README.md for what it buys
-        self._step = tf.function(self._train_step, jit_compile=compile, reduce_retracing=True)
+        if self.strategy is None:
+            self._step = tf.function(self._train_step, jit_compile=compile, reduce_retracing=True)
+        else:
+            self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
-    def _train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _train_step(self, x: Any, y: Any, batch: Any = None) -> tuple[Any, Any]:
         """What Keras's own compiled train step does (forward, loss, gradients, optimizer
         apply), without ``train_on_batch``'s per-call data adapter and metric bookkeeping, which
-        cost about 7% of a seed-network step."""
-        tf = require("tensorflow")
+        cost about 40% of a seed-network step."""
+        tf = self.tf  # not require(): AutoGraph would try to convert importlib
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
-            loss = self.loss(y, logits)
+            total = tf.reduce_sum(self.loss(y, logits))
+            loss = total / tf.cast(tf.shape(x)[0] if batch is None else batch, total.dtype)
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         if self.binary:
             guess = tf.cast(logits[:, 0] > 0, y.dtype)
@@ -94,13 +133,37 @@ class KerasTrainer:
             correct = tf.reduce_sum(tf.cast(tf.equal(guess, y), tf.int32))
         return loss, correct
 
-    def step(self, x: Any, y: Any) -> tuple[float, int]:
-        """One optimizer step on a batch (dropout on); returns (mean loss, correct count)."""
+    def _distributed_step(self, xs: Any, ys: Any, batch: Any) -> tuple[Any, Any]:
+        tf = self.tf
+        assert self.strategy is not None
+        loss, correct = self.strategy.run(self._train_step, args=(xs, ys, batch))
+        add = tf.distribute.ReduceOp.SUM
+        return self.strategy.reduce(add, loss, axis=None), self.strategy.reduce(
+            add, correct, axis=None
+        )
+
+    def step(self, x: Any, y: Any, global_batch: int | None = None) -> tuple[float, int]:
+        """One optimizer step on this worker's share of a global batch (dropout on); returns
+        the global batch's mean loss and correct count."""
         labels = y.astype("float32")[:, None] if self.binary else y
-        loss, correct = self._step(x, labels)
+        if self.strategy is None:
+            loss, correct = self._step(x, labels)
+            return float(loss), int(correct)
+        np = require("numpy")
+        # this worker's replicas share its part of the batch (ids are global across workers)
+        local = len(self.strategy.extended.worker_devices)
+        xs, ys = np.array_split(x, local), np.array_split(labels, local)
+        place = self.strategy.experimental_distribute_values_from_function
+        loss, correct = self._step(
+            place(lambda ctx: xs[ctx.replica_id_in_sync_group % local]),
+            place(lambda ctx: ys[ctx.replica_id_in_sync_group % local]),
+            np.float32(global_batch or len(x)),
+        )
         return float(loss), int(correct)
 
     def logits(self, x: Any) -> Any:
+        if self.strategy is not None:  # predict_on_batch would split the batch over replicas
+            return self.model(x, training=False).numpy()
         return self.backend.predict(self.model, x)
 
     def weights(self) -> Weights:

@@ -342,6 +342,8 @@ class OnnxBackend:
         weights: Weights,
         compile: bool = False,
         device: str = "cpu",
+        strategy: str | None = None,
+        replicas: int = 0,
     ) -> Any:
         raise UsageError("the direct ONNX backend cannot train; train with keras or torch")
 

@@ -25,6 +25,7 @@ from specnet import __version__
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import _standalone
+from specnet.errors import UsageError
 from specnet.shapes import Plan, PlanLayer, Shape, same_padding
 from specnet.spec import (
     Activation,
@@ -285,10 +286,14 @@ class TorchBackend:
         weights: Weights,
         compile: bool = False,
         device: str = "cpu",
+        strategy: str | None = None,
+        replicas: int = 0,
     ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.torch_train`)."""
         from specnet.backends.torch_train import TorchTrainer
 
+        if strategy is not None:
+            raise UsageError("--strategy is Keras's; PyTorch runs several workers with --nproc")
         return TorchTrainer(self, plan, train, weights, compile=compile, device=device)
 
     def emit_source(self, plan: Plan) -> str:

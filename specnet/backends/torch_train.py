@@ -198,8 +198,9 @@ class TorchTrainer:
         guess = (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
         return int((guess == y).sum())
 
-    def step(self, x: Any, y: Any) -> tuple[float, int]:
-        """One optimizer step on a batch (dropout on); returns (mean loss, correct count)."""
+    def step(self, x: Any, y: Any, global_batch: int | None = None) -> tuple[float, int]:
+        """One optimizer step on this rank's share of a global batch (dropout on); returns the
+        global batch's mean loss and correct count."""
         self.model.train()
         inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
         labels = torch.from_numpy(y).to(self.device)
@@ -208,7 +209,12 @@ class TorchTrainer:
         loss = self._loss(logits, labels)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), self._correct(logits.detach(), labels)
+        mean, hits = float(loss.detach()), self._correct(logits.detach(), labels)
+        if not self.distributed:
+            return mean, hits
+        totals = torch.tensor([mean * len(x), float(hits)], dtype=torch.float64)
+        torch.distributed.all_reduce(totals)
+        return float(totals[0]) / (global_batch or len(x)), int(totals[1])
 
     def logits(self, x: Any) -> Any:
         return self.backend.predict(self.model, x)
