@@ -129,14 +129,14 @@ def worker(spec_name: str, variant: str, steps: int) -> dict[str, float]:
     framework = variant.split()[0]
     infer_x = x[:BATCH]
     if "specnet" in variant:
-        from specnet.backends import get_backend
+        from specnet.backends import TrainOptions, get_backend
 
         backend = get_backend(framework)
         trainer = backend.trainer(
             training_plan(plan),
             spec.train,
             init_weights(plan),
-            compile=variant.endswith(("xla", "compile")),
+            TrainOptions(compile=variant.endswith(("xla", "compile"))),
         )
         step_time = _median_step(lambda i: trainer.step(*batches[i]), steps)
         model = backend.build(plan)

@@ -29,7 +29,7 @@ from typing import Any
 
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes, atomic_write_text
-from specnet.backends import Backend, get_backend
+from specnet.backends import Backend, TrainOptions, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
 from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
@@ -187,10 +187,7 @@ def train(
         tplan,
         spec.train,
         initial if resume is None else init_weights(plan),
-        compile=compile,
-        device=device,
-        strategy=strategy,
-        replicas=replicas,
+        TrainOptions(compile, device, strategy, replicas),
     )
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf

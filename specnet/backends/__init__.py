@@ -7,6 +7,7 @@ Every backend implements :class:`Backend`. Modules import their framework lazily
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from specnet.spec import Train
     from specnet.weights import Weights
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+__all__ = ["BACKENDS", "DEFAULT_OPTIONS", "Backend", "TrainOptions", "get_backend"]
 
 # name → module holding a ``BACKEND`` object
 BACKENDS: dict[str, str] = {
@@ -27,6 +28,21 @@ BACKENDS: dict[str, str] = {
     "torch": "specnet.backends.torch",
     "onnx": "specnet.backends.onnx",
 }
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a trainer runs (not what it computes): ``compile`` (XLA / torch.compile, opt-in),
+    ``device`` (cpu, cuda, auto), and for Keras a distribution ``strategy`` (mirrored,
+    multi-worker) with ``replicas`` logical CPU devices when mirroring without GPUs."""
+
+    compile: bool = False
+    device: str = "cpu"
+    strategy: str | None = None
+    replicas: int = 0
+
+
+DEFAULT_OPTIONS = TrainOptions()
 
 
 class Backend(Protocol):
@@ -61,10 +77,7 @@ class Backend(Protocol):
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
-        strategy: str | None = None,
-        replicas: int = 0,
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> Any:
         """A trainer: ``step(x, y)``, ``logits(x)``, ``weights()``, ``state()``, ``load_state``."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from specnet import __version__
 from specnet._frameworks import require
-from specnet.backends import _standalone
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan, PlanLayer
 from specnet.spec import (
@@ -206,18 +206,12 @@ class KerasBackend:
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
-        strategy: str | None = None,
-        replicas: int = 0,
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.keras_train`)."""
         from specnet.backends.keras_train import KerasTrainer
 
-        return KerasTrainer(
-            self, plan, train, weights, compile=compile, device=device, strategy=strategy,
-            replicas=replicas,
-        )  # fmt: skip
+        return KerasTrainer(self, plan, train, weights, options)
 
     def emit_source(self, plan: Plan) -> str:
         lines = []

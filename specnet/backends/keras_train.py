@@ -17,6 +17,7 @@ import contextlib
 from typing import Any
 
 from specnet._frameworks import require
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.keras import _keras
 from specnet.errors import UsageError
 from specnet.shapes import Plan
@@ -83,16 +84,14 @@ class KerasTrainer:
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
-        strategy: str | None = None,
-        replicas: int = 0,
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> None:
+        device, strategy = options.device, options.strategy
         tf = require("tensorflow")
         if device == "cpu":  # TensorFlow takes a GPU when it sees one; "cuda"/"auto" let it
             tf.config.set_visible_devices([], "GPU")
         self.backend, self.plan, self.train_config, self.tf = backend, plan, train, tf
-        self.strategy = _strategy(tf, strategy, replicas) if strategy else None
+        self.strategy = _strategy(tf, strategy, options.replicas) if strategy else None
         scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()
         self.binary = train.loss == "binary_crossentropy"
         with scope:
@@ -110,7 +109,9 @@ class KerasTrainer:
             self.optimizer.build(self.model.trainable_variables)
         # compile=True: XLA (jit_compile); opt-in, see benchmarks/README.md for what it buys
         if self.strategy is None:
-            self._step = tf.function(self._train_step, jit_compile=compile, reduce_retracing=True)
+            self._step = tf.function(
+                self._train_step, jit_compile=options.compile, reduce_retracing=True
+            )
         else:
             self._step = tf.function(self._distributed_step, reduce_retracing=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 from specnet import __version__
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.torch import conversions
 from specnet.errors import UsageError
 from specnet.shapes import Plan, PlanLayer, same_padding
@@ -340,10 +341,7 @@ class OnnxBackend:
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
-        strategy: str | None = None,
-        replicas: int = 0,
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> Any:
         raise UsageError("the direct ONNX backend cannot train; train with keras or torch")
 

@@ -24,7 +24,7 @@ from typing import Any
 from specnet import __version__
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
-from specnet.backends import _standalone
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone
 from specnet.errors import UsageError
 from specnet.shapes import Plan, PlanLayer, Shape, same_padding
 from specnet.spec import (
@@ -284,17 +284,14 @@ class TorchBackend:
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
-        strategy: str | None = None,
-        replicas: int = 0,
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> Any:
         """A trainer for the training plan (see :mod:`specnet.backends.torch_train`)."""
         from specnet.backends.torch_train import TorchTrainer
 
-        if strategy is not None:
+        if options.strategy is not None:
             raise UsageError("--strategy is Keras's; PyTorch runs several workers with --nproc")
-        return TorchTrainer(self, plan, train, weights, compile=compile, device=device)
+        return TorchTrainer(self, plan, train, weights, options)
 
     def emit_source(self, plan: Plan) -> str:
         class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))

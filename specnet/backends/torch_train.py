@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from specnet._frameworks import require
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
@@ -164,9 +165,9 @@ class TorchTrainer:
         plan: Plan,
         train: Train,
         weights: Weights,
-        compile: bool = False,
-        device: str = "cpu",
+        options: TrainOptions = DEFAULT_OPTIONS,
     ) -> None:
+        device = options.device
         self.backend, self.plan, self.train_config = backend, plan, train
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
@@ -185,7 +186,7 @@ class TorchTrainer:
             ids = [self.device.index] if cuda else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         # compile=True: torch.compile the forward (opt-in; measured in benchmarks/README.md)
-        if compile:
+        if options.compile:
             self.forward = torch.compile(self.forward)
         self.binary = train.loss == "binary_crossentropy"
 
