@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,11 +294,23 @@ def _checkpoint(
         "history": history,
         "best": best,
         "backend": backend,
-        "versions": versions(),
+        "versions": _environment(backend),
     }
     data = numpy_io.save(state, metadata={"progress": json.dumps(progress)})
     (folder / "checkpoints").mkdir(exist_ok=True)
     atomic_write_bytes(folder / LAST, data, overwrite=True)
+
+
+def _environment(backend: str) -> dict[str, Any]:
+    """What a bit-exact resume depends on: library versions and the framework's thread count
+    (float sums split over other thread counts round differently)."""
+    found: dict[str, Any] = dict(versions())
+    if backend == "torch":
+        found["threads"] = require("torch").get_num_threads()
+    else:
+        threading = require("tensorflow").config.threading
+        found["threads"] = threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    return found
 
 
 def _restore(folder: Path, trainer: Any, backend: str) -> tuple[int, dict[str, list[float]], float]:
@@ -308,13 +321,12 @@ def _restore(folder: Path, trainer: Any, backend: str) -> tuple[int, dict[str, l
     progress = json.loads(header["__metadata__"]["progress"])
     if progress["backend"] != backend:
         raise UsageError(f"{folder}: checkpoint is from {progress['backend']}, not {backend}")
-    mismatched = {
-        k: (v, versions().get(k)) for k, v in progress["versions"].items() if versions().get(k) != v
-    }
+    now = _environment(backend)
+    mismatched = {k: (v, now.get(k)) for k, v in progress["versions"].items() if now.get(k) != v}
     if mismatched:
         detail = ", ".join(f"{k} {old} → {new}" for k, (old, new) in mismatched.items())
-        raise UsageError(f"{folder}: checkpoint was written with other versions ({detail}); "
-                         "resuming would not reproduce the run")  # fmt: skip
+        raise UsageError(f"{folder}: checkpoint was written under other versions or thread "
+                         f"counts ({detail}); resuming would not reproduce the run")  # fmt: skip
     trainer.load_state(state)
     return int(progress["epoch"]), progress["history"], float(progress["best"])
 

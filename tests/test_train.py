@@ -98,7 +98,7 @@ def _kill_during_epoch(args: list[str], run: Path, epochs_done: int) -> None:
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
 def test_kill_and_resume_is_bit_identical(backend: str, tmp_path: Path) -> None:
-    args = ["train", str(SEED), "--backend", backend, "--epochs", "4", "--quiet"]
+    args = ["train", str(SEED), "--backend", backend, "--epochs", "6", "--quiet"]
     subprocess.run([*SPECNET, *args, "--out", str(tmp_path / "whole")], check=True)
     run = tmp_path / "killed"
     _kill_during_epoch([*args, "--out", str(run)], run, epochs_done=2)
@@ -174,3 +174,50 @@ def test_predict_images_and_npz(tmp_path: Path, cli) -> None:  # type: ignore[no
                 assert abs(p - theirs["probabilities"][name]) < 1e-5
     text = cli("predict", run, files[0], "--backend", "keras")
     assert text.out.startswith(f"{files[0]}: {names[y[0]]} (")
+
+
+DIVERGING = """\
+name: diverge
+input_shape: [8, 8, 3]
+layers: [{type: Flatten}, {type: Dense, units: 3, activation: softmax}]
+train: {optimizer: {type: sgd, learning_rate: 1.0e+38}, epochs: 3, batch_size: 16}
+data: {source: synthetic, samples: 200}
+"""
+
+
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "diverge.yaml"
+    spec.write_text(DIVERGING)
+    result = cli("train", spec, "--backend", "torch", "--out", tmp_path / "run", "--quiet")
+    assert result.code == 1
+    assert "training diverged: loss is" in result.err
+    assert "at epoch 1, step" in result.err
+    assert "Traceback" not in result.err
+    assert not (tmp_path / "run" / "weights.safetensors").exists()  # no bad model published
+
+
+def test_resume_refuses_another_thread_count(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    subprocess.run(
+        [
+            *SPECNET,
+            "train",
+            str(SEED),
+            "--backend",
+            "torch",
+            "--epochs",
+            "1",
+            "--out",
+            str(run),
+            "--quiet",
+        ],
+        check=True,
+    )
+    resumed = subprocess.run(
+        [*SPECNET, "train", "--resume", str(run), "--epochs", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert resumed.returncode == 2
+    assert "other versions or thread counts (threads 2 → 1)" in resumed.stderr
