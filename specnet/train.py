@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,7 +213,15 @@ def train(
         progress = Progress("quiet")
     else:
         write_marker(folder, **meta, status="running", epochs_done=start)
-    _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here)
+    try:
+        _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here)
+    except KeyboardInterrupt:
+        if here.leader:  # the last epoch's checkpoint is complete: every write is atomic
+            print(
+                f"\ninterrupted; continue with: specnet train --resume {folder}",
+                file=sys.stderr,
+            )
+        raise
     if here.leader:
         _finish(folder, chosen, trainer, dataset, plan, history)
         write_marker(folder, **meta, status="finished", epochs_done=spec.train.epochs)

@@ -221,3 +221,28 @@ def test_resume_refuses_another_thread_count(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 2
     assert "other versions or thread counts (threads 2 → 1)" in resumed.stderr
+
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(SEED), "--backend", "torch", "--epochs", "8", "--quiet"]
+    subprocess.run([*SPECNET, *args, "--out", str(tmp_path / "whole")], check=True)
+    process = subprocess.Popen(
+        [*SPECNET, *args, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if json.loads((run / "specnet.json").read_text())["epochs_done"] >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert f"continue with: specnet train --resume {run}" in err.decode()
+    assert "Traceback" not in err.decode()
+    resumed = subprocess.run([*SPECNET, "train", "--resume", str(run), "--quiet"], check=False)
+    assert resumed.returncode == 0
+    assert _same(tmp_path / "whole", run)
