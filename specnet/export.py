@@ -28,7 +28,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import get_backend
-from specnet.backends.onnx import DEFAULT_OPSET, build_graph, stamp
+from specnet.backends.onnx import DEFAULT_OPSET, build_graph, read_onnx, stamp
 from specnet.errors import RuntimeFailure, UsageError
 from specnet.rundir import MARKER
 from specnet.shapes import Plan
@@ -255,8 +255,8 @@ def export(
 
 def describe(path: Path) -> dict[str, Any]:
     """The signature and metadata of an ONNX file (what `specnet export` prints)."""
-    onnx = require("onnx")
-    model = onnx.load(str(path), load_external_data=False)
+    require("onnx")
+    model = read_onnx(path)
 
     def dims(value: Any) -> list[Any]:
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]

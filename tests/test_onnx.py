@@ -198,3 +198,23 @@ def test_direct_backend_round_trips_its_file(tmp_path: Path) -> None:
     assert backend.count_params(again) == plan.total_params
     x = batch(plan.input_shape)
     assert_agree(backend.predict(again, x), backend.predict(model, x), "reloaded direct graph")
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    from specnet import UsageError
+    from specnet.backends.onnx import read_onnx
+
+    plan = infer(load_spec(SEED))
+    model = build_graph(plan, init_weights(plan), "nhwc")
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../../../etc/passwd"
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UsageError, match="points outside the model's folder"):
+        read_onnx(path)
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\x01")
+    with pytest.raises(UsageError, match="not a readable ONNX file"):
+        read_onnx(tmp_path / "junk.onnx")

@@ -39,7 +39,15 @@ from specnet.spec import (
 )
 from specnet.weights import Weights, check_weights
 
-__all__ = ["BACKEND", "DEFAULT_OPSET", "LAYERS", "OnnxBackend", "OnnxModel", "reference_predict"]
+__all__ = [
+    "BACKEND",
+    "DEFAULT_OPSET",
+    "LAYERS",
+    "OnnxBackend",
+    "OnnxModel",
+    "read_onnx",
+    "reference_predict",
+]
 
 DEFAULT_OPSET = 18  # the newest tf2onnx 1.17 writes; every path exports at the same opset
 
@@ -287,6 +295,34 @@ def _apply(array: Any, steps: list[tuple[str, tuple[int, ...]]]) -> Any:
     return array
 
 
+def read_onnx(path: str | Path) -> Any:
+    """Load an ONNX file for reading, never following external-data paths out of its folder.
+
+    Tensors stored beside the model (``location`` entries) are allowed only as plain relative
+    paths inside the model's own folder; an absolute path or one with ``..`` could make
+    specnet read any file on the machine, so it is refused with exit 2.
+    """
+    onnx = require("onnx")
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    folder = path.resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise UsageError(
+                f"{path}: tensor {tensor.name!r} points outside the model's folder "
+                f"({location!r}); refusing to read it"
+            )
+    return model
+
+
 def reference_predict(model: Any, x: Any) -> Any:
     """Run an ONNX ModelProto in ONNX's reference evaluator (pure Python: an independent oracle)."""
     reference = require("onnx.reference")
@@ -324,7 +360,7 @@ class OnnxBackend:
 
     def load_native(self, path: Path, plan: Plan) -> OnnxModel:
         onnx = require("onnx")
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = read_onnx(path)
         inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
         from specnet.backends.torch import _apply as to_canonical
 
