@@ -13,9 +13,13 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specnet import __version__
 from specnet.errors import SpecError, SpecnetError, UsageError
+
+if TYPE_CHECKING:  # for annotations only: the CLI imports the library lazily, per verb
+    from specnet.shapes import Limits, Plan
 
 __all__ = ["main"]
 
@@ -45,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _limits(args: argparse.Namespace) -> object:
+def _limits(args: argparse.Namespace) -> Limits:
     from specnet.shapes import Limits
 
     return Limits(
@@ -54,18 +58,14 @@ def _limits(args: argparse.Namespace) -> object:
     )
 
 
-def _plan(path: str, args: argparse.Namespace) -> object:
-    from specnet.shapes import Limits, infer
+def _plan(path: str, args: argparse.Namespace) -> Plan:
+    from specnet.shapes import infer
     from specnet.spec import load_spec
 
-    limits = _limits(args)
-    assert isinstance(limits, Limits)
-    return infer(load_spec(path), limits)
+    return infer(load_spec(path), _limits(args))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from specnet.shapes import Plan
-
     failed = 0
     for path in args.specs:
         try:
@@ -74,7 +74,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             failed += 1
             continue
-        assert isinstance(plan, Plan)
         print(
             f"{path}: ok ({plan.name}: {len(plan.layers)} layers, {plan.total_params:,} params, "
             f"output {plan.output_shape})"
@@ -85,10 +84,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from specnet.shapes import Plan, summary_text
+    from specnet.shapes import summary_text
 
     plan = _plan(args.spec, args)
-    assert isinstance(plan, Plan)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -137,7 +135,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         weights=args.weights,
         force=args.force,
         emit_source=args.emit_source,
-        limits=limits,  # type: ignore[arg-type]
+        limits=limits,
     )
     plan = result.plan
     print(
@@ -169,6 +167,7 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
+    from specnet.backends import TrainOptions
     from specnet.data import parse_data_option
     from specnet.progress import Progress
     from specnet.train import train
@@ -199,11 +198,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         weights=args.weights,
         force=args.force,
         progress=Progress(mode),
-        limits=_limits(args),  # type: ignore[arg-type]
-        compile=args.compile,
-        device=args.device,
-        strategy=args.strategy,
-        replicas=args.replicas,
+        limits=_limits(args),
+        options=TrainOptions(args.compile, args.device, args.strategy, args.replicas),
     )
     history = result.history
     summary = {
@@ -259,10 +255,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        (name, shape), (out_name, out_shape) = (
-            next(iter(info["inputs"].items())),
-            next(iter(info["outputs"].items())),
-        )
+        ((name, shape),) = info["inputs"].items()  # the contract: one input, one output
+        ((out_name, out_shape),) = info["outputs"].items()
         meta = info["metadata"]
         print(
             f"wrote {path}: {name} {shape} -> {out_name} {out_shape}, opset {info['opset']}, "

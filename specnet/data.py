@@ -31,7 +31,16 @@ from specnet.spec import DigitsData, FolderData, NpzData, Spec, SyntheticData
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Dataset", "anchored", "batch_order", "load_data", "parse_data_option"]
+__all__ = [
+    "Dataset",
+    "anchored",
+    "batch_order",
+    "fit_images",
+    "load_data",
+    "parse_data_option",
+    "read_image",
+    "scaled",
+]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
@@ -211,7 +220,7 @@ def _load_synthetic(
 # ----------------------------------------------------------------------------- files
 
 
-def _fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
+def fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
     """(N, H, W, C) float images in [0, 1] → the input shape: resize (Pillow) and fix channels."""
     np = require("numpy")
     h, w, c = shape
@@ -242,7 +251,7 @@ def _fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
     raise UsageError(f"{what}: images have {x.shape[-1]} channels, the spec wants {c}")
 
 
-def _scaled(x: np.ndarray, what: str) -> Any:
+def scaled(x: np.ndarray, what: str) -> Any:
     np = require("numpy")
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
@@ -291,14 +300,14 @@ def _load_npz(
         splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
         out = []
         for xk, yk in splits:
-            x = _scaled(_array(archive, xk, path), f"{path}[{xk}]")
+            x = scaled(_array(archive, xk, path), f"{path}[{xk}]")
             if x.ndim == 3:
                 x = x[..., None]
             if x.ndim != 4:
                 raise UsageError(f"{path}: {xk} has shape {x.shape}; expected (N, H, W[, C])")
             out.append(
                 (
-                    _fit_images(x, spec.input_shape, str(path)),
+                    fit_images(x, spec.input_shape, str(path)),
                     _labels(_array(archive, yk, path), len(x), f"{path}[{yk}]"),
                 )
             )
@@ -306,37 +315,40 @@ def _load_npz(
     return out[0][0], out[0][1], names, out[1] if len(out) > 1 else None
 
 
+def read_image(path: Path, shape: tuple[int, ...]) -> Any:
+    """One image file → (H, W, C) float32 in [0, 1]: Pillow decode, bilinear resize, grey for
+    one channel, RGB for three, the grey value repeated for any other count."""
+    np = require("numpy")
+    image = require("PIL.Image")
+    h, w, c = shape
+    try:
+        with image.open(path) as img:
+            img = img.convert("L" if c != 3 else "RGB").resize((w, h), image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, ValueError, image.DecompressionBombError) as exc:
+        raise UsageError(f"{path}: cannot read this image ({exc})") from None
+    return array if c == 3 else np.repeat(array[..., None], c, axis=-1)
+
+
 def _load_folder(
     source: FolderData, spec: Spec, classes: int, base: Path, seed: int
 ) -> tuple[Any, Any, list[str], Any]:
     np = require("numpy")
-    image = require("PIL.Image")
     root = base / source.path
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder")
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise UsageError(f"{root}: no class folders; expected {root}/<class>/*.png")
-    h, w, c = spec.input_shape
     xs, ys = [], []
     for label, folder in enumerate(folders):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise UsageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for file in files:
-            try:
-                with image.open(file) as img:
-                    img = img.convert("L" if c == 1 else "RGB").resize(
-                        (w, h), image.Resampling.BILINEAR
-                    )
-                    array = np.asarray(img, dtype=np.float32) / 255.0
-            except (OSError, ValueError, image.DecompressionBombError) as exc:
-                raise UsageError(f"{file}: cannot read this image ({exc})") from None
-            xs.append(array[..., None] if c == 1 else array)
+            xs.append(read_image(file, spec.input_shape))
             ys.append(label)
     x = np.stack(xs)
-    if c not in (1, 3):
-        x = np.repeat(x.mean(-1, keepdims=True), c, axis=-1)
     # a fixed shuffle so the validation split (the last samples) holds every class
     order = np.random.default_rng([seed, 0xF01D]).permutation(len(x))
     return x[order], np.asarray(ys, np.int64)[order], [f.name for f in folders], None
@@ -350,7 +362,7 @@ def _load_digits(
     digits = datasets.load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1)
     y = digits.target.astype(np.int64)
-    x = _fit_images(x, spec.input_shape, "digits")
+    x = fit_images(x, spec.input_shape, "digits")
     order = np.random.default_rng([seed, 0xD161]).permutation(len(x))
     x, y = x[order], y[order]
     cut = int(len(x) * 0.8)

@@ -8,7 +8,6 @@ for every backend.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.backends import get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE
-from specnet.data import IMAGE_SUFFIXES, Dataset, load_data
+from specnet.data import IMAGE_SUFFIXES, Dataset, fit_images, load_data, read_image, scaled
 from specnet.errors import UsageError
 from specnet.plots import confusion
 from specnet.rundir import read_marker
@@ -135,33 +134,21 @@ def _all(dataset: Dataset) -> tuple[Any, Any]:
 def _read_inputs(paths: list[str], shape: tuple[int, ...]) -> tuple[list[str], Any]:
     """Images (resized like the folder loader) and/or .npz files (array ``x``) → one batch."""
     np = require("numpy")
-    from specnet.data import _fit_images, _scaled
-
     names: list[str] = []
     batches = []
-    h, w, c = shape
     for text in paths:
         path = Path(text)
         if path.suffix == ".npz":
             try:
                 with np.load(path, allow_pickle=False) as archive:
-                    x = _scaled(archive["x"], str(path))
+                    x = scaled(archive["x"], str(path))
             except (OSError, ValueError, KeyError) as exc:
                 raise UsageError(f"{path}: cannot read array x ({exc})") from None
             x = x[..., None] if x.ndim == 3 else x
-            batches.append(_fit_images(x, shape, str(path)))
+            batches.append(fit_images(x, shape, str(path)))
             names += [f"{path}[{i}]" for i in range(len(x))]
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            image = require("PIL.Image")
-            try:
-                with image.open(path) as img:
-                    img = img.convert("L" if c == 1 else "RGB").resize(
-                        (w, h), image.Resampling.BILINEAR
-                    )
-                    array = np.asarray(img, dtype=np.float32) / 255.0
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"{path}: cannot read this image ({exc})") from None
-            batches.append((array[..., None] if c == 1 else array)[None])
+            batches.append(read_image(path, shape)[None])
             names.append(str(path))
         else:
             raise UsageError(
@@ -213,7 +200,3 @@ def predictions_text(results: list[dict[str, Any]]) -> str:
         rest = "  ".join(f"{name} {p:.3f}" for name, p in others)
         lines.append(f"{result['input']}: {result['class']} ({result['probability']:.3f})  {rest}")
     return "\n".join(lines)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2)

@@ -28,15 +28,22 @@ from typing import Any
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import get_backend
-from specnet.backends.onnx import DEFAULT_OPSET, build_graph, read_onnx, stamp
+from specnet.backends.onnx import (
+    DEFAULT_OPSET,
+    build_graph,
+    ort_session,
+    read_onnx,
+    run_session,
+    stamp,
+)
 from specnet.errors import RuntimeFailure, UsageError
+from specnet.parity import ATOL, RTOL
 from specnet.rundir import MARKER
 from specnet.shapes import Plan
 
 __all__ = ["VIAS", "conform", "export", "latest_run", "native_onnx"]
 
 VIAS = ("keras", "torch", "direct")
-ATOL, RTOL = 1e-5, 1e-4
 
 
 def latest_run(root: Path = Path(".")) -> Path:
@@ -184,21 +191,15 @@ def conform(model: Any, plan: Plan, native: str, layout: str, via: str) -> Any:
 def verify(model: Any, plan: Plan, weights: Any, layout: str, what: str) -> None:
     """Full checker, ONNX Runtime load, and agreement with the native model on a batch."""
     onnx = require("onnx")
-    ort = require("onnxruntime")
     np = require("numpy")
     try:
         onnx.checker.check_model(model, full_check=True)
-        session = ort.InferenceSession(
-            model.SerializeToString(), providers=["CPUExecutionProvider"]
-        )
+        session = ort_session(model)
     except Exception as exc:
         raise RuntimeFailure(f"{what}: the exported graph is invalid: {exc}") from None
     x = np.random.default_rng(0).random((3, *plan.input_shape), dtype=np.float32)
     reference = _reference(plan, weights, x)
-    fed = x if layout == "nhwc" else x.transpose(0, 3, 1, 2)
-    got = session.run(["output"], {"input": fed})[0]
-    if got.ndim == 4 and layout == "nchw":
-        got = got.transpose(0, 2, 3, 1)
+    got = run_session(session, x, layout)
     if got.shape != reference.shape or not np.allclose(got, reference, atol=ATOL, rtol=RTOL):
         diff = (
             float(np.abs(got - reference).max()) if got.shape == reference.shape else float("nan")

@@ -24,7 +24,13 @@ from typing import Any
 
 from specnet._frameworks import require
 from specnet.backends import get_backend
-from specnet.backends.onnx import build_graph, reference_predict
+from specnet.backends.onnx import (
+    DEFAULT_OPSET,
+    build_graph,
+    ort_session,
+    reference_predict,
+    run_session,
+)
 from specnet.errors import MissingFrameworkError, RuntimeFailure
 from specnet.shapes import Plan, infer, logits_plan
 from specnet.spec import load_spec
@@ -142,11 +148,8 @@ def _run(name: str, plan: Plan, weights: Weights, x: Any) -> Any:
     from specnet.export import native_onnx
 
     via, layout = name.removeprefix("ort:").split("/")
-    model = native_onnx(plan, weights, via, layout, 18)
-    ort = require("onnxruntime")
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = session.run(["output"], {"input": x if layout == "nhwc" else x.transpose(0, 3, 1, 2)})[0]
-    return out.transpose(0, 2, 3, 1) if out.ndim == 4 and layout == "nchw" else out
+    model = native_onnx(plan, weights, via, layout, DEFAULT_OPSET)
+    return run_session(ort_session(model), x, layout)
 
 
 def parity(

@@ -31,7 +31,7 @@ from typing import Any
 
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes, atomic_write_text
-from specnet.backends import Backend, TrainOptions, get_backend
+from specnet.backends import DEFAULT_OPTIONS, Backend, TrainOptions, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
 from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
@@ -123,10 +123,7 @@ def train(
     force: bool = False,
     progress: Progress | None = None,
     limits: Limits | None = None,
-    compile: bool = False,
-    device: str = "cpu",
-    strategy: str | None = None,
-    replicas: int = 0,
+    options: TrainOptions = DEFAULT_OPTIONS,
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc."""
     progress = progress or Progress("quiet")
@@ -161,8 +158,8 @@ def train(
     tplan = training_plan(plan)
     chosen = get_backend(backend)
     dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2)
-    here = world(device) if backend == "torch" else SOLO
-    if backend == "keras" and strategy == "multi-worker":
+    here = world(options.device) if backend == "torch" else SOLO
+    if backend == "keras" and options.strategy == "multi-worker":
         here = tf_world()
 
     if resume is None:
@@ -189,7 +186,7 @@ def train(
         tplan,
         spec.train,
         initial if resume is None else init_weights(plan),
-        TrainOptions(compile, device, strategy, replicas),
+        options,
     )
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
@@ -204,9 +201,9 @@ def train(
         "epochs": spec.train.epochs,
         "data": dataset.describe(),
         "class_names": dataset.class_names,
-        "device": device,
+        "device": options.device,
         "workers": here.size,
-        "strategy": strategy,
+        "strategy": options.strategy,
         "replicas": getattr(trainer, "strategy", None) and trainer.strategy.num_replicas_in_sync,
     }
     if not here.leader:
@@ -323,11 +320,10 @@ def _environment(backend: str) -> dict[str, Any]:
 
 
 def _restore(folder: Path, trainer: Any, backend: str) -> tuple[int, dict[str, list[float]], float]:
-    numpy_io = require("safetensors.numpy")
-    raw = (folder / LAST).read_bytes()
-    state = numpy_io.load(raw)
-    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
-    progress = json.loads(header["__metadata__"]["progress"])
+    safetensors = require("safetensors")
+    with safetensors.safe_open(folder / LAST, framework="np") as checkpoint:
+        state = {key: checkpoint.get_tensor(key) for key in checkpoint.keys()}  # noqa: SIM118
+        progress = json.loads(checkpoint.metadata()["progress"])
     if progress["backend"] != backend:
         raise UsageError(f"{folder}: checkpoint is from {progress['backend']}, not {backend}")
     now = _environment(backend)

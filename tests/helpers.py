@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +19,19 @@ def assert_agree(got: Any, want: Any, what: str, atol: float = ATOL, rtol: float
     np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=what)
     if got.ndim == 2 and got.shape[1] > 1:
         assert (got.argmax(1) == want.argmax(1)).all(), f"{what}: argmax differs"
+
+
+def wait_for_epochs(run: Path, epochs: int, process: subprocess.Popen[bytes]) -> None:
+    """Poll a running `specnet train` until its specnet.json says ``epochs`` are checkpointed."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads((run / "specnet.json").read_text())["epochs_done"] >= epochs:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    raise AssertionError("the run ended or stalled before it could be interrupted")
 
 
 def batch(shape: tuple[int, ...], n: int = 6, seed: int = 0) -> np.ndarray:

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from specnet.weights import read_safetensors
+from tests.helpers import wait_for_epochs
 
 SPECNET = [sys.executable, "-m", "specnet"]
 SMALL = """\
@@ -57,18 +57,6 @@ def test_two_gloo_workers_match_one_process(tmp_path: Path) -> None:
     assert len(history["loss"]) == 2  # rank 0 alone wrote the run
 
 
-def _wait_for_epoch(run: Path, epochs: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if json.loads((run / "specnet.json").read_text())["epochs_done"] >= epochs:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.02)
-    raise AssertionError("the run ended or stalled before the epoch")
-
-
 def test_a_dead_worker_fails_the_whole_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [*SPECNET, "train", str(_spec(tmp_path, 500)), "--backend", "torch"]
@@ -77,7 +65,7 @@ def test_a_dead_worker_fails_the_whole_run(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    _wait_for_epoch(run, 1, process)
+    wait_for_epochs(run, 1, process)
 
     def children(pid: int) -> list[str]:
         found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
@@ -101,7 +89,7 @@ def test_a_distributed_run_resumes(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [*base, "--out", str(run)], start_new_session=True, stderr=subprocess.DEVNULL
     )
-    _wait_for_epoch(run, 2, process)
+    wait_for_epochs(run, 2, process)
     os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
     process.wait()
     resumed = subprocess.run(

@@ -168,9 +168,14 @@ def test_received_values_are_truncated() -> None:
 
 
 def test_every_layer_kind_has_a_distinct_type() -> None:
-    types = [kind.model_fields["type"].annotation for kind in LAYER_KINDS]
+    spellings = [
+        literal
+        for kind in LAYER_KINDS
+        for literal in kind.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
+    ]
     assert len({kind.KIND for kind in LAYER_KINDS}) == len(LAYER_KINDS)
-    assert all(types)
+    assert len(set(spellings)) == len(spellings), "a `type` spelling names two layer kinds"
+    assert all(kind.KIND in kind.model_fields["type"].annotation.__args__ for kind in LAYER_KINDS)  # type: ignore[union-attr]
 
 
 def test_spec_from_dict_reports_field_paths_without_lines() -> None:

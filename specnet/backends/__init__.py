@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from specnet.spec import Train
     from specnet.weights import Weights
 
-__all__ = ["BACKENDS", "DEFAULT_OPTIONS", "Backend", "TrainOptions", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_OPTIONS",
+    "Backend",
+    "TrainOptions",
+    "call_source",
+    "get_backend",
+    "py_literal",
+]
 
 # name → module holding a ``BACKEND`` object
 BACKENDS: dict[str, str] = {
@@ -83,6 +91,28 @@ class Backend(Protocol):
 
     def emit_source(self, plan: Plan) -> str:
         """A standalone Python file that builds the model with this framework alone."""
+
+
+def call_source(
+    cls: str, args: tuple[Any, ...], kwargs: dict[str, Any], defaults: dict[str, Any]
+) -> str:
+    """``cls(args…, key=value…)`` as Python source for a generated file, leaving out keyword
+    arguments equal to the framework's ``defaults``, as a person writing it would."""
+    shown = [key for key in kwargs if key not in defaults or defaults[key] != kwargs[key]]
+    rendered = [py_literal(a) for a in args] + [f"{k}={py_literal(kwargs[k])}" for k in shown]
+    return f"{cls}({', '.join(rendered)})"
+
+
+def py_literal(value: Any) -> str:
+    """Python source for a literal: strings in double quotes (as ruff formats them),
+    infinities as ``float("inf")``, tuples element by element."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f'float("{value}")'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(py_literal, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 def get_backend(name: str) -> Backend:

@@ -17,7 +17,7 @@ from typing import Any
 
 from specnet import __version__
 from specnet._frameworks import require
-from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan, PlanLayer
 from specnet.spec import (
@@ -145,11 +145,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _py(value: Any) -> str:
-    """Python source for a literal, strings in double quotes (as ruff formats them)."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
-
-
 class KerasBackend:
     """Keras 3 on TensorFlow. Models are ``keras.Sequential``; the input is NHWC."""
 
@@ -218,12 +213,11 @@ class KerasBackend:
         for step in plan.layers:
             cls, kwargs = _call(step)
             defaults = _DEFAULTS.get(cls, {})
-            shown = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
-            if cls == "MaxPooling2D" and shown.get("strides") == shown.get("pool_size"):
-                shown.pop("strides")  # Keras's default: strides = pool_size
-            args = ", ".join(f"{key}={_py(value)}" for key, value in shown.items())
+            if cls == "MaxPooling2D":  # Keras's default: strides = pool_size
+                defaults = {**defaults, "strides": kwargs["pool_size"]}
             shape = ", ".join(str(n) for n in step.output_shape)
-            lines.append(f"            layers.{cls}({args}),  # -> (None, {shape})")
+            call = call_source(cls, (), kwargs, defaults)
+            lines.append(f"            layers.{call},  # -> (None, {shape})")
         body = "\n".join(lines)
         reader = inspect.getsource(_standalone.read_safetensors)
         return _KERAS_SOURCE.format(

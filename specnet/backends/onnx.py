@@ -23,7 +23,7 @@ from specnet import __version__
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
-from specnet.backends.torch import conversions
+from specnet.backends.torch import apply_steps, conversions
 from specnet.errors import UsageError
 from specnet.shapes import Plan, PlanLayer, same_padding
 from specnet.spec import (
@@ -45,8 +45,10 @@ __all__ = [
     "LAYERS",
     "OnnxBackend",
     "OnnxModel",
+    "ort_session",
     "read_onnx",
     "reference_predict",
+    "run_session",
 ]
 
 DEFAULT_OPSET = 18  # the newest tf2onnx 1.17 writes; every path exports at the same opset
@@ -150,11 +152,21 @@ class OnnxModel:
 
     def session(self) -> Any:
         if self._session is None:
-            ort = require("onnxruntime")
-            self._session = ort.InferenceSession(
-                self.proto().SerializeToString(), providers=["CPUExecutionProvider"]
-            )
+            self._session = ort_session(self.proto())
         return self._session
+
+
+def ort_session(model: Any) -> Any:
+    """An ONNX Runtime CPU session for a ModelProto."""
+    ort = require("onnxruntime")
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def run_session(session: Any, x: Any, layout: str) -> Any:
+    """Feed an NHWC batch to a session whose ``input`` is in ``layout``; the output comes back
+    in the Plan's layout (NHWC for image outputs)."""
+    out = session.run(["output"], {"input": x if layout == "nhwc" else x.transpose(0, 3, 1, 2)})[0]
+    return out.transpose(0, 2, 3, 1) if out.ndim == 4 and layout == "nchw" else out
 
 
 def build_graph(
@@ -171,7 +183,7 @@ def build_graph(
         raise UsageError(f"opset {opset} is too old: specnet needs 13 or newer (axis-wise Softmax)")
     weights = check_weights(plan, weights)
     converted = {
-        c: _onnx_layout(c, _apply(weights[c], steps)) for c, _, steps, _ in conversions(plan)
+        c: _onnx_layout(c, apply_steps(weights[c], steps)) for c, _, steps, _ in conversions(plan)
     }
     h, w, c = plan.input_shape
     nodes: list[Any] = []
@@ -289,12 +301,6 @@ def _onnx_layout(key: str, array: Any) -> Any:
     return array.T if key.endswith(".kernel") and array.ndim == 2 else array
 
 
-def _apply(array: Any, steps: list[tuple[str, tuple[int, ...]]]) -> Any:
-    for op, arg in steps:
-        array = array.reshape(arg) if op == "reshape" else array.transpose(arg)
-    return array
-
-
 def read_onnx(path: str | Path) -> Any:
     """Load an ONNX file for reading, never following external-data paths out of its folder.
 
@@ -347,10 +353,7 @@ class OnnxBackend:
         return dict(model.weights)
 
     def predict(self, model: OnnxModel, x: Any) -> Any:
-        if model.layout == "nchw":
-            x = x.transpose(0, 3, 1, 2)
-        out = model.session().run(["output"], {"input": x})[0]
-        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and model.layout == "nchw" else out
+        return run_session(model.session(), x, model.layout)
 
     def count_params(self, model: OnnxModel) -> int:
         return sum(int(v.size) for v in model.weights.values())
@@ -362,10 +365,8 @@ class OnnxBackend:
         onnx = require("onnx")
         proto = read_onnx(path)
         inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
-        from specnet.backends.torch import _apply as to_canonical
-
         weights = {
-            c: to_canonical(_onnx_layout(c, inits[c]), back) for c, _, _, back in conversions(plan)
+            c: apply_steps(_onnx_layout(c, inits[c]), back) for c, _, _, back in conversions(plan)
         }
         props = {p.key: p.value for p in proto.metadata_props}
         model = OnnxModel(plan, props.get("layout", "nhwc"), proto.opset_import[0].version)

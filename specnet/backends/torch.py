@@ -24,7 +24,7 @@ from typing import Any
 from specnet import __version__
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
-from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone
+from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source, py_literal
 from specnet.errors import UsageError
 from specnet.shapes import Plan, PlanLayer, Shape, same_padding
 from specnet.spec import (
@@ -40,7 +40,7 @@ from specnet.spec import (
 )
 from specnet.weights import Weights, check_weights
 
-__all__ = ["ACTIVATIONS", "BACKEND", "LAYERS", "TorchBackend", "conversions"]
+__all__ = ["ACTIVATIONS", "BACKEND", "LAYERS", "TorchBackend", "apply_steps", "conversions"]
 
 # (child name, torch.nn class name, positional args, keyword args)
 Module = tuple[str, str, tuple[Any, ...], dict[str, Any]]
@@ -199,7 +199,8 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
     return table
 
 
-def _apply(array: Any, steps: list[Step]) -> Any:
+def apply_steps(array: Any, steps: list[Step]) -> Any:
+    """Replay a conversion (reshape/transpose steps) on a NumPy array; C-contiguous result."""
     np = require("numpy")
     for op, arg in steps:
         array = array.reshape(arg) if op == "reshape" else array.transpose(arg)
@@ -243,14 +244,14 @@ class TorchBackend:
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
         torch = _torch()
         weights = check_weights(plan, weights)
-        state = {key: torch.from_numpy(_apply(weights[canonical], steps))
+        state = {key: torch.from_numpy(apply_steps(weights[canonical], steps))
                  for canonical, key, steps, _ in conversions(plan)}  # fmt: skip
         model.load_state_dict(state, strict=True)
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
         state = model.state_dict()
         return {
-            canonical: _apply(state[key].detach().cpu().numpy(), steps)
+            canonical: apply_steps(state[key].detach().cpu().numpy(), steps)
             for canonical, key, _, steps in conversions(plan)
         }
 
@@ -299,15 +300,13 @@ class TorchBackend:
         inits, calls = [], []
         shapes = _output_shapes(plan)
         for name, cls, args, kwargs in modules:
-            defaults = _DEFAULTS.get(cls, {})
-            shown = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
-            rendered = [_py(a) for a in args] + [f"{k}={_py(v)}" for k, v in shown.items()]
-            inits.append(f"        self.{name} = nn.{cls}({', '.join(rendered)})")
+            call = call_source(cls, args, kwargs, _DEFAULTS.get(cls, {}))
+            inits.append(f"        self.{name} = nn.{call}")
             comment = f"  # {shapes[name]}" if name in shapes else ""
             calls.append(f"        x = self.{name}(x){comment}")
         loads = [
             f"    model.{key}.copy_(torch.from_numpy(np.ascontiguousarray("
-            f"{_render(f'weights[{_py(canonical)}]', steps)})))"
+            f"{_render(f'weights[{py_literal(canonical)}]', steps)})))"
             for canonical, key, steps, _ in conversions(plan)
         ]
         h, w, c = plan.input_shape
@@ -331,17 +330,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "ELU": {"alpha": 1.0},
     "GELU": {"approximate": "none"},
 }
-
-
-def _py(value: Any) -> str:
-    """Python source for a literal: strings in double quotes, infinities as float("inf")."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return f'float("{value}")'
-    if isinstance(value, tuple):
-        return "(" + ", ".join(map(_py, value)) + ("," if len(value) == 1 else "") + ")"
-    return repr(value)
 
 
 def _output_shapes(plan: Plan) -> dict[str, str]:
