@@ -201,18 +201,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limits=_limits(args),
         options=TrainOptions(args.compile, args.device, args.strategy, args.replicas),
     )
+    worker = int(os.environ.get("WORLD_SIZE", "1")) > 1
     history = result.history
     summary = {
         "run": str(result.out),
         "backend": result.backend,
         **{key: values[-1] for key, values in history.items() if values},
     }
-    if args.json:
+    if worker and os.environ.get("RANK", "0") != "0":
+        pass  # rank 0 reports for the run
+    elif args.json:
         print(json.dumps({"finished": summary}))
     elif not args.quiet:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
         print(f"trained {result.plan.name} with {result.backend}: {metrics}")
         print(f"run directory: {result.out}")
+    if worker:
+        # Every file is written and fsynced; skipping interpreter teardown avoids an
+        # intermittent C++ abort ("terminate called without an active exception") in the
+        # process group's threads at exit, seen once in CI under load.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

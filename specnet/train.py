@@ -222,6 +222,7 @@ def train(
     if here.leader:
         _finish(folder, chosen, trainer, dataset, plan, history)
         write_marker(folder, **meta, status="finished", epochs_done=spec.train.epochs)
+    del trainer  # release DistributedDataParallel before its process group goes
     leave(here)
     return RunResult(folder, plan, backend, history)
 
