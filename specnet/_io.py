@@ -9,7 +9,11 @@ from pathlib import Path
 
 from specnet.errors import RuntimeFailure, UsageError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "atomic_write_text", "sweep_temporaries"]
+
+#: every temporary file specnet writes is ``.<final name>.<random><TEMP_SUFFIX>[.ext]`` beside
+#: its final name, so one left by a killed process is recognisable and never mistaken for output
+TEMP_SUFFIX = ".specnet-tmp"
 
 
 def _umask() -> int:
@@ -28,7 +32,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise RuntimeFailure(f"{target}: cannot write ({exc.strerror})") from None
     try:
@@ -55,3 +59,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def sweep_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files a killed specnet process left in ``folder`` (not below it).
+
+    Only names specnet itself makes (``.<name>.<random>.specnet-tmp[.ext]``) are touched.
+    """
+    removed = []
+    for path in Path(folder).glob(f".*{TEMP_SUFFIX}*"):
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed.append(path)
+    return removed

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet import __version__
-from specnet._io import atomic_write_text
+from specnet._io import TEMP_SUFFIX, atomic_write_text
 from specnet.errors import UsageError
 
 __all__ = ["MARKER", "claim", "read_marker", "versions", "write_marker"]
@@ -49,18 +49,20 @@ def claim(folder: Path, *, kind: str, spec: str, force: bool, reuse: bool = True
     """Make sure ``folder`` may receive a ``kind`` job for ``spec``; create it if needed.
 
     ``reuse``: whether the same kind of job for the same spec may write there again (a rebuild
-    may; a second training run may not overwrite the first — it resumes it or goes elsewhere).
+    may; a second training run may not overwrite the first — it resumes it or goes elsewhere —
+    unless the first was stopped before it began training: its marker still says ``starting``).
     """
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder}: exists and is not a directory")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
+    ours = f".*{TEMP_SUFFIX}*"  # temporaries a killed specnet process left behind
+    if folder.is_dir() and any(not p.match(ours) for p in folder.iterdir()) and not force:
         marker = read_marker(folder)
         if marker is None:
             raise UsageError(
                 f"{folder}: exists and was not made by specnet; "
                 "choose another --out or pass --force"
             )
-        if not reuse and marker.get("kind") == kind:
+        if not reuse and marker.get("kind") == kind and marker.get("status") != "starting":
             raise UsageError(
                 f"{folder}: holds a {kind} run of spec {marker.get('spec')!r}; continue it with "
                 "--resume, choose another --out, or pass --force to replace it"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet._frameworks import require
-from specnet._io import atomic_write_bytes, atomic_write_text
+from specnet._io import atomic_write_bytes, atomic_write_text, sweep_temporaries
 from specnet.backends import DEFAULT_OPTIONS, Backend, TrainOptions, get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
 from specnet.data import Dataset, anchored, batch_order, load_data
@@ -134,12 +134,17 @@ def train(
             raise UsageError(
                 f"{folder}: not a specnet training run (no specnet.json of kind train)"
             )
-        if not (folder / LAST).exists():
-            raise UsageError(f"{folder}: has no checkpoint to resume from ({LAST})")
+        if marker.get("status") == "starting":
+            raise UsageError(
+                f"{folder}: was stopped before training began; start it again with: "
+                f"specnet train {marker.get('spec_file', 'SPEC')} --out {folder}"
+            )
         if data is not None:
             raise UsageError("--resume continues on the run's own data; --data cannot change it")
         spec = load_spec(folder / SPEC_FILE)  # the run's spec: its epochs and data, resolved
         backend = marker["backend"]
+        # a run killed before its first checkpoint starts again from its first weights
+        origin = str(marker.get("initial_weights", "initializers"))
         spec_source = marker.get("spec_file", str(folder / SPEC_FILE))
     else:
         if spec_path is None:
@@ -171,6 +176,10 @@ def train(
                 force=force,
                 reuse=False,
             )
+            sweep_temporaries(folder)
+            # first, so a run killed from here on is recognisably specnet's (and replaceable)
+            write_marker(folder, kind="train", spec=plan.name, spec_file=spec_source,
+                         backend=backend, status="starting")  # fmt: skip
             atomic_write_text(folder / SPEC_FILE, resolved_yaml(plan, spec_source), overwrite=True)
             atomic_write_text(
                 folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
@@ -179,25 +188,29 @@ def train(
             folder = Path(broadcast(str(folder) if here.leader else None, here))
         elif not here.leader:  # other Keras workers write nothing; the chief owns the run
             folder = Path(out) if out else Path(".")
-        initial = (
-            load_weights(Path(weights), plan) if weights else init_weights(plan, spec.train.seed)
-        )
-    trainer = chosen.trainer(
-        tplan,
-        spec.train,
-        initial if resume is None else init_weights(plan),
-        options,
-    )
+        origin = str(Path(weights).resolve()) if weights else "initializers"
+    from_checkpoint = resume is not None and (folder / LAST).exists()
+    if from_checkpoint:
+        initial = init_weights(plan)  # replaced by the checkpoint's
+    elif origin == "initializers":
+        initial = init_weights(plan, spec.train.seed)
+    else:
+        initial = load_weights(Path(origin), plan)
+    trainer = chosen.trainer(tplan, spec.train, initial, options)
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
-    if resume is not None:
-        start, history, best = _restore(folder, trainer, backend)
+    if resume is not None and here.leader:  # what a killed process was writing when it died
+        for place in (folder, folder / "checkpoints"):
+            sweep_temporaries(place)
+    if from_checkpoint:
+        start, history, best = _restore(folder, trainer, backend, spec.train.seed)
     meta = {
         "kind": "train",
         "spec": plan.name,
         "spec_file": spec_source,
         "backend": backend,
         "seed": spec.train.seed,
+        "initial_weights": origin,
         "epochs": spec.train.epochs,
         "data": dataset.describe(),
         "class_names": dataset.class_names,
@@ -281,7 +294,7 @@ def _fit(
             save_weights(
                 folder / BEST, trainer.weights(), overwrite=True, metadata={"epoch": str(epoch + 1)}
             )
-        _checkpoint(folder, state, backend, epoch + 1, history, best)
+        _checkpoint(folder, state, backend, cfg.seed, epoch + 1, history, best)
         _write_metrics(folder, history)
         write_marker(folder, **meta, status="running", epochs_done=epoch + 1)
         progress.epoch_end(epoch, logs, time.perf_counter() - began)
@@ -291,6 +304,7 @@ def _checkpoint(
     folder: Path,
     state: dict[str, Any],
     backend: str,
+    seed: int,
     epoch: int,
     history: dict[str, list[float]],
     best: float,
@@ -298,6 +312,7 @@ def _checkpoint(
     numpy_io = require("safetensors.numpy")
     progress = {
         "epoch": epoch,
+        "seed": seed,
         "history": history,
         "best": best,
         "backend": backend,
@@ -320,13 +335,27 @@ def _environment(backend: str) -> dict[str, Any]:
     return found
 
 
-def _restore(folder: Path, trainer: Any, backend: str) -> tuple[int, dict[str, list[float]], float]:
+def _restore(
+    folder: Path, trainer: Any, backend: str, seed: int
+) -> tuple[int, dict[str, list[float]], float]:
     safetensors = require("safetensors")
-    with safetensors.safe_open(folder / LAST, framework="np") as checkpoint:
-        state = {key: checkpoint.get_tensor(key) for key in checkpoint.keys()}  # noqa: SIM118
-        progress = json.loads(checkpoint.metadata()["progress"])
+    try:
+        with safetensors.safe_open(folder / LAST, framework="np") as checkpoint:
+            state = {key: checkpoint.get_tensor(key) for key in checkpoint.keys()}  # noqa: SIM118
+            progress = json.loads(checkpoint.metadata()["progress"])
+        if not isinstance(progress, dict):
+            raise TypeError("its progress metadata is not a JSON object")
+        missing = {"epoch", "history", "best", "backend", "versions"} - set(progress)
+        if missing:
+            raise KeyError(f"no {', '.join(sorted(missing))} in its metadata")
+    except (OSError, ValueError, KeyError, TypeError, safetensors.SafetensorError) as exc:
+        raise UsageError(f"{folder / LAST}: not a readable specnet checkpoint ({exc})") from None
     if progress["backend"] != backend:
         raise UsageError(f"{folder}: checkpoint is from {progress['backend']}, not {backend}")
+    if progress.get("seed") != seed:
+        raise UsageError(f"{folder}: checkpoint was trained with seed {progress.get('seed')}, "
+                         f"but {SPEC_FILE} now says seed {seed}; resuming would not reproduce "
+                         "the run")  # fmt: skip
     now = _environment(backend)
     mismatched = {k: (v, now.get(k)) for k, v in progress["versions"].items() if now.get(k) != v}
     if mismatched:

@@ -17,6 +17,7 @@ from typing import Any
 
 from specnet import __version__
 from specnet._frameworks import require
+from specnet._io import TEMP_SUFFIX
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan, PlanLayer
@@ -181,7 +182,9 @@ class KerasBackend:
         return int(model.count_params())
 
     def save_native(self, model: Any, path: Path) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".keras", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f"{TEMP_SUFFIX}.keras", dir=path.parent
+        )
         os.close(fd)
         try:
             model.save(tmp)

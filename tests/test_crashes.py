@@ -1,0 +1,147 @@
+"""SIGKILL `specnet train` at 20 random moments and resume each time: the end is byte-identical.
+
+Half the kills are timed (a random moment inside the epoch after the one the run resumed from,
+so every kill also lands at a new place), half land inside an atomic file write at a random
+stage (tests/crashpoint.py): with half the bytes written, before fsync, before and after the
+rename — during checkpoints, metrics, the run marker and the final model. After every kill,
+each file under its final name must be whole; at the end the run directory must hold exactly
+what an uninterrupted run holds, with the same bytes.
+
+The moments are drawn from a fresh seed each run (printed when a check fails); replay one with
+``SPECNET_CRASH_SEED=<seed> pytest tests/test_crashes.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from tests.crashpoint import STAGES
+from tests.helpers import wait_for_epochs
+
+KILLS = 20
+EPOCHS = 48  # more than the kills can use up: at most ~2 epochs are finished per kill
+HARNESS = [sys.executable, str(ROOT / "tests" / "crashpoint.py")]
+COMPARED = (  # every file whose bytes must not depend on the kills (PNGs and model.keras
+    # embed no training state beyond these; specnet.json records times)
+    "weights.safetensors",
+    "checkpoints/last.safetensors",
+    "checkpoints/best.safetensors",
+    "history.json",
+    "metrics.csv",
+    "class_names.json",
+    "spec.resolved.yaml",
+)
+
+
+def _spec(folder: Path) -> Path:
+    """The seed spec on 160 samples: ~0.1 s an epoch, so 48 epochs leave room for 20 kills."""
+    text = (ROOT / "specs" / "seed_cnn.yaml").read_text()
+    text = text.replace("epochs: 5", f"epochs: {EPOCHS}")
+    text = text.replace("classes_by: colour", "classes_by: colour\n  samples: 160")
+    path = folder / "crash.yaml"
+    path.write_text(text)
+    return path
+
+
+def _files(run: Path) -> list[str]:
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+
+
+def _whole_files_only(run: Path, why: str) -> None:
+    """Every file under a final name opens as what it claims to be (no torn writes)."""
+    from safetensors import safe_open
+
+    for path in run.rglob("*"):
+        name = path.name
+        if not path.is_file() or ".specnet-tmp" in name:
+            continue
+        if name.endswith(".json"):
+            json.loads(path.read_text())
+        elif name.endswith(".safetensors"):
+            with safe_open(path, framework="np") as f:
+                for key in f.keys():  # noqa: SIM118
+                    f.get_tensor(key)
+        elif name.endswith(".csv"):
+            lines = path.read_text().splitlines()
+            assert all(line.count(",") == 4 for line in lines), f"{why}: torn {path}"
+        elif name.endswith(".png"):
+            assert path.read_bytes().endswith(b"IEND\xaeB`\x82"), f"{why}: torn {path}"
+
+
+def _epochs_done(run: Path) -> int:
+    try:
+        return int(json.loads((run / "specnet.json").read_text()).get("epochs_done", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _start(run: Path, spec: Path, backend: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    marker = run / "specnet.json"
+    started = marker.exists() and json.loads(marker.read_text()).get("status") == "running"
+    args = (
+        ["train", "--resume", str(run)]
+        if started
+        else ["train", str(spec), "--backend", backend, "--out", str(run)]
+    )
+    return subprocess.Popen(
+        [*HARNESS, *args, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_twenty_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
+    seed = int(os.environ.get("SPECNET_CRASH_SEED", secrets.randbelow(2**32)))
+    rng = np.random.default_rng(seed)
+    spec = _spec(tmp_path)
+    whole = tmp_path / "whole"
+    began = time.perf_counter()
+    subprocess.run(
+        [*HARNESS, "train", str(spec), "--backend", backend, "--out", str(whole), "--quiet"],
+        check=True,
+    )
+    # an upper bound on one epoch, start-up included; timed kills sleep up to a third of it
+    epoch = (time.perf_counter() - began) / EPOCHS
+
+    run, landed = tmp_path / "killed", []
+    while len(landed) < KILLS:
+        why = f"{backend}, seed {seed}, kill {len(landed) + 1} after {landed}"
+        env = dict(os.environ)
+        if rng.random() < 0.5:
+            point = f"{rng.integers(1, 12)}:{rng.choice(STAGES)}"
+            env["SPECNET_CRASH_AT"] = point
+            process = _start(run, spec, backend, env)
+            _, err = process.communicate(timeout=300)
+        else:
+            point = f"{rng.uniform(0, 1 / 3):.2f} epoch"
+            process = _start(run, spec, backend, env)
+            wait_for_epochs(run, _epochs_done(run) + 1, process)
+            time.sleep(float(point.split()[0]) * epoch)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+            _, err = process.communicate(timeout=300)
+        assert process.returncode in (0, -signal.SIGKILL), f"{why}: {err.decode()}"
+        assert process.returncode != 0, f"{why}: the run finished before kill {point}"
+        landed.append(f"{point}@{_epochs_done(run)}")
+        _whole_files_only(run, why)
+
+    final = _start(run, spec, backend, dict(os.environ))
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, f"{backend}, seed {seed}: {err.decode()}"
+    assert json.loads((run / "specnet.json").read_text())["status"] == "finished"
+    assert _files(run) == _files(whole), f"{backend}, seed {seed}: leftover or missing files"
+    for name in COMPARED:
+        assert (run / name).read_bytes() == (whole / name).read_bytes(), (
+            f"{backend}, seed {seed}, kills {landed}: {name} differs"
+        )
+    print(f"{backend}: seed {seed}, {len(landed)} kills (point@epochs done): {landed}")
