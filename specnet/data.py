@@ -20,6 +20,8 @@ backend, which is what makes training parity and exact resume possible.
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,9 @@ from specnet.spec import DigitsData, FolderData, NpzData, Spec, SyntheticData
 
 if TYPE_CHECKING:
     import numpy as np
+
+# what NumPy raises for a file that is not a whole .npz (truncated, empty, not a zip)
+_BAD_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 __all__ = [
     "Dataset",
@@ -141,7 +146,11 @@ def _describe(source: Any) -> str:
 
 
 def _check_labels(y: np.ndarray, classes: int, source: Any) -> None:
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+    if len(y) and int(y.min()) < 0:
+        raise UsageError(
+            f"{_describe(source)}: labels must be class indices from 0; found {int(y.min())}"
+        )
+    if len(y) and int(y.max()) >= classes:
         raise UsageError(
             f"{_describe(source)}: labels run from {int(y.min())} to {int(y.max())}, but the "
             f"network has {classes} outputs; make the last Dense have one unit per class"
@@ -269,6 +278,8 @@ def _labels(y: np.ndarray, n: int, what: str) -> Any:
         y = y.argmax(1)  # one-hot
     if y.ndim != 1 or len(y) != n:
         raise UsageError(f"{what}: y has shape {y.shape}; expected ({n},) class indices")
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise UsageError(f"{what}: y contains NaN or infinite labels")
     whole = np.issubdtype(y.dtype, np.floating) and bool((y == np.round(y)).all())
     if not np.issubdtype(y.dtype, np.integer) and not whole:
         raise UsageError(f"{what}: y must hold integer class indices, found {y.dtype}")
@@ -278,7 +289,7 @@ def _labels(y: np.ndarray, n: int, what: str) -> Any:
 def _array(archive: Any, key: str, path: Path) -> Any:
     try:
         return archive[key]
-    except (OSError, ValueError) as exc:  # object arrays need pickle, which is never allowed
+    except _BAD_NPZ as exc:  # (object arrays need pickle, which is never allowed)
         raise UsageError(f"{path}: not a readable .npz file: array {key!r}: {exc}") from None
 
 
@@ -291,10 +302,13 @@ def _load_npz(
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable .npz file ({exc})") from None
+    except _BAD_NPZ as exc:
+        raise UsageError(
+            f"{path}: not a readable .npz file ({exc or type(exc).__name__})"
+        ) from None
     with archive:
-        missing = [key for key in ("x", "y") if key not in archive.files]
+        wanted = ("x", "y", "y_test") if "x_test" in archive.files else ("x", "y")
+        missing = [key for key in wanted if key not in archive.files]
         if missing:
             raise UsageError(f"{path}: missing array(s) {missing}; found {archive.files}")
         splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
@@ -303,7 +317,7 @@ def _load_npz(
             x = scaled(_array(archive, xk, path), f"{path}[{xk}]")
             if x.ndim == 3:
                 x = x[..., None]
-            if x.ndim != 4:
+            if x.ndim != 4 or 0 in x.shape[1:]:
                 raise UsageError(f"{path}: {xk} has shape {x.shape}; expected (N, H, W[, C])")
             out.append(
                 (
@@ -317,17 +331,47 @@ def _load_npz(
 
 def read_image(path: Path, shape: tuple[int, ...]) -> Any:
     """One image file → (H, W, C) float32 in [0, 1]: Pillow decode, bilinear resize, grey for
-    one channel, RGB for three, the grey value repeated for any other count."""
+    one channel, RGB for three, the grey value repeated for any other count.
+
+    8-bit modes (L, P, RGB, RGBA, CMYK, …) convert as Keras's ``load_img`` does (alpha is
+    dropped). Deeper grey images are not squeezed into 8 bits, which would clip them: 16-bit
+    ones (``I;16``, or ``I`` within 0‥65535) are divided by 65535, float ones (``F``) are taken
+    as they are if they lie in [0, 1]; anything else is refused with the reason.
+    """
     np = require("numpy")
     image = require("PIL.Image")
     h, w, c = shape
     try:
         with image.open(path) as img:
+            if img.mode.startswith("I") or img.mode == "F":
+                array = _deep_grey(np, image, img, (w, h), path)
+                return np.repeat(array[..., None], c, axis=-1)
             img = img.convert("L" if c != 3 else "RGB").resize((w, h), image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError, image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as exc:
         raise UsageError(f"{path}: cannot read this image ({exc})") from None
     return array if c == 3 else np.repeat(array[..., None], c, axis=-1)
+
+
+def _deep_grey(np: Any, image: Any, img: Any, size: tuple[int, int], path: Path) -> Any:
+    """A 16-bit, 32-bit integer or float grey image → (H, W) float32 in [0, 1], resized."""
+    values = np.asarray(img.convert("F") if img.mode != "F" else img, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise UsageError(f"{path}: image ({img.mode}) holds NaN or infinite values")
+    if img.mode == "F":
+        top, what = 1.0, "floating-point pixels must lie in [0, 1]"
+    else:
+        top, what = 65535.0, "integer pixels must lie in 0‥65535 (16 bits)"
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > top:
+        raise UsageError(
+            f"{path}: image mode {img.mode} has values from {low:g} to {high:g}; {what} "
+            "(or save it as an 8-bit PNG)"
+        )
+    resized = image.fromarray(values / np.float32(top), mode="F").resize(
+        size, image.Resampling.BILINEAR
+    )
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def _load_folder(

@@ -87,12 +87,57 @@ def test_npz(tmp_path: Path) -> None:
         ({"x": np.zeros((4, 12, 10, 3)), "y": np.zeros(5, int)}, "expected \\(4,\\) class indices"),
         ({"x": np.zeros((4, 12, 10, 3)), "y": np.array([0.5, 1, 0, 1])}, "integer class indices"),
         ({"x": np.array([{"a": 1}] * 4, dtype=object), "y": np.zeros(4, int)}, "not a readable"),
+        ({"x": np.zeros((4, 12, 10, 3)), "y": np.array([0, 1, -1, 0])}, "indices from 0; found -1"),
+        ({"x": np.zeros((4, 12, 10, 3)), "y": np.array([0, np.nan, 1, 0])}, "NaN or infinite lab"),
+        ({"x": np.zeros((4, 12, 10, 3)), "y": np.array(["a"] * 4)}, "integer class indices"),
+        ({"x": np.zeros((4, 12, 10, 3), bool), "y": np.zeros(4, int)}, "dtype bool; expected num"),
+        ({"x": np.array(["a"] * 4), "y": np.zeros(4, int)}, "dtype <U1; expected numbers"),
+        ({"x": np.zeros((4, 12, 10, 3), complex), "y": np.zeros(4, int)}, "expected numbers"),
+        ({"x": np.zeros((4, 12, 10, 3, 1)), "y": np.zeros(4, int)}, "expected \\(N, H, W"),
+        ({"x": np.zeros((4, 0, 10, 3)), "y": np.zeros(4, int)}, "expected \\(N, H, W"),
+        ({"x": np.zeros((4, 12, 10, 2)), "y": np.zeros(4, int)}, "2 channels, the spec wants 3"),
+        ({"x": np.zeros((1, 12, 10, 3)), "y": np.zeros(1, int)}, "no training samples left"),
+        (
+            {"x": np.zeros((4, 12, 10, 3)), "y": np.zeros(4, int), "x_test": np.zeros((2, 12, 10))},
+            r"missing array\(s\) \['y_test'\]",
+        ),
     ],
 )
 def test_bad_npz(arrays: dict[str, np.ndarray], message: str, tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", **arrays)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=message):
         load_data(_spec(), 3, NpzData(source="npz", path=str(tmp_path / "bad.npz")))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b"", "not a readable .npz file \\(No data left in file\\)"),
+        (lambda b: b[: len(b) // 3], "not a readable .npz file \\(File is not a zip file\\)"),
+        (lambda b: b"PK\x03\x04" + b"x" * 100, "not a readable .npz file"),
+        (lambda b: b[: len(b) // 2] + bytes(64) + b[len(b) // 2 + 64 :], "array 'x': Bad CRC-32"),
+    ],
+    ids=["zero_bytes", "truncated", "not_a_zip", "corrupt_member"],
+)
+def test_damaged_npz_files(damage, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "d.npz"
+    x = np.random.default_rng(0).random((8, 12, 10, 3)).astype(np.float32)
+    np.savez_compressed(path, x=x, y=np.arange(8) % 3)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UsageError, match=message):
+        load_data(_spec(), 3, NpzData(source="npz", path=str(path)))
+
+
+def test_bad_data_is_exit_2_naming_the_file(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    np.savez(tmp_path / "d.npz", x=np.full((8, 12, 10, 3), np.nan), y=np.arange(8) % 3)
+    (tmp_path / "s.yaml").write_text(SPEC + "data: {source: npz, path: d.npz}\n")
+    result = cli("train", tmp_path / "s.yaml", "--backend", "torch", "--out", tmp_path / "run")
+    assert result.code == 2
+    assert result.err.strip().endswith(
+        f"{tmp_path / 'd.npz'}[x]: x contains NaN or infinite values"
+    )
+    assert "Traceback" not in result.err
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
 def _folder(root: Path, counts: dict[str, int]) -> None:
@@ -112,6 +157,53 @@ def test_image_folder(tmp_path: Path) -> None:
     assert data.class_names == ["apple", "mango", "zebra"]  # sorted, as Keras reads folders
     assert data.x_train.shape == (9, 12, 10, 3)
     assert len(data.x_val) == 3
+
+
+def _image(path: Path, pixels: np.ndarray, mode: str | None = None) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels, mode=mode).save(path)
+
+
+def test_image_modes_beyond_8_bit_rgb(tmp_path: Path) -> None:
+    """Each mode Pillow opens, scaled to [0, 1] without clipping: 16-bit grey is not squeezed
+    into 8 bits (Pillow's convert("L") would make every value above 255 white)."""
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    grey16 = np.arange(120, dtype=np.uint16).reshape(12, 10) * 500
+    _image(root / "a" / "grey16.png", grey16)
+    _image(root / "a" / "float.tiff", (grey16 / 65535.0).astype(np.float32))
+    rgba = np.zeros((12, 10, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 7  # alpha is dropped, as Keras's load_img does
+    _image(root / "a" / "rgba.png", rgba)
+    _image(root / "a" / "bits.png", np.eye(12, 10, dtype=bool))
+    from PIL import Image
+
+    Image.fromarray(np.full((12, 10, 3), 40, np.uint8)).convert(
+        "P", palette=Image.Palette.ADAPTIVE
+    ).save(root / "a" / "pal.gif")
+    data = load_data(_spec(), 3, FolderData(source="folder", path=str(root)))
+    x = np.concatenate([data.x_train, data.x_val])
+    by_max = sorted(x.reshape(len(x), -1).max(1).round(4))
+    want = sorted([round(59500 / 65535, 4)] * 2 + [round(200 / 255, 4), 1.0, round(40 / 255, 4)])
+    assert by_max == pytest.approx(want, abs=2e-3)
+    rgba_image = next(s for s in x if np.isclose(s.max(), 200 / 255))
+    assert np.allclose(rgba_image[..., 1:], 0)  # red only: alpha did not leak into G or B
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (np.full((6, 6), 3.5, np.float32), "mode F has values from 3.5 to 3.5; floating-point"),
+        (np.full((6, 6), np.nan, np.float32), "holds NaN or infinite values"),
+        (np.full((6, 6), 1 << 20, np.int32), "integer pixels must lie in 0‥65535"),
+    ],
+)
+def test_deep_images_out_of_range(pixels: np.ndarray, message: str, tmp_path: Path) -> None:
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    _image(tmp_path / "imgs" / "a" / "x.tiff", pixels)
+    with pytest.raises(UsageError, match=f"x.tiff: .*{message}"):
+        load_data(_spec(), 3, FolderData(source="folder", path=str(tmp_path / "imgs")))
 
 
 @pytest.mark.parametrize("case", ["empty", "no_classes", "corrupt", "zero_bytes", "truncated"])

@@ -267,3 +267,34 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
     resumed = subprocess.run([*SPECNET, "train", "--resume", str(run), "--quiet"], check=False)
     assert resumed.returncode == 0
     assert _same(tmp_path / "whole", run)
+
+
+def test_resume_refuses_a_changed_seed_or_a_damaged_checkpoint(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    assert cli("train", SEED, "--backend", "torch", "--epochs", "1", "--out", run).code == 0
+    resolved = run / "spec.resolved.yaml"
+    text = resolved.read_text()
+    resolved.write_text(text.replace("seed: 0", "seed: 7"))
+    result = cli("train", "--resume", run, "--epochs", "2")
+    assert result.code == 2
+    assert "checkpoint was trained with seed 0, but spec.resolved.yaml now says seed 7" in result.err
+    resolved.write_text(text)
+    last = run / "checkpoints" / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:1000])
+    result = cli("train", "--resume", run, "--epochs", "2")
+    assert result.code == 2
+    assert f"{last}: not a readable specnet checkpoint" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_run_stopped_before_training_is_restarted_not_resumed(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from specnet.rundir import write_marker
+
+    run = tmp_path / "run"
+    write_marker(run, kind="train", spec="seed_cnn", spec_file=str(SEED), status="starting")
+    (run / ".weights.safetensors.x1y2.specnet-tmp").write_bytes(b"half a file")
+    result = cli("train", "--resume", run)
+    assert result.code == 2
+    assert f"start it again with: specnet train {SEED} --out {run}" in result.err
+    assert cli("train", SEED, "--backend", "torch", "--epochs", "1", "--out", run).code == 0
+    assert not list(run.glob(".*specnet-tmp*"))
