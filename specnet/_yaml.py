@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from specnet.errors import Issue, SpecSyntaxError
+from specnet.errors import Issue, SpecSyntaxError, brief
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "Located", "Path", "format_path", "load_yaml"]
 
@@ -173,14 +173,20 @@ class _Builder:
         self.out = Located(file, None)
         self.budget = MAX_VALUES
 
-    def fail(self, node: Node, message: str, hint: str = "") -> SpecSyntaxError:
+    def fail(self, node: Node, message: str, hint: str = "", path: Path = ()) -> SpecSyntaxError:
         mark = node.start_mark
-        return _fail(self.out.file, mark.line + 1, mark.column + 1, message, hint)
+        issue = Issue(
+            self.out.file, mark.line + 1, mark.column + 1, format_path(path), message, hint
+        )
+        return SpecSyntaxError([issue])
 
-    def _tag(self, node: Node) -> SpecSyntaxError:
+    def _tag(self, node: Node, path: Path) -> SpecSyntaxError:
         tag = node.tag.replace(_CORE, "!!")
         return self.fail(
-            node, f"YAML tag {tag!r} is not allowed: a spec is plain data", "remove the tag"
+            node,
+            f"YAML tag {brief(tag)} is not allowed: a spec is plain data",
+            "remove the tag",
+            path,
         )
 
     def build(self, node: Node, path: Path) -> Any:
@@ -189,49 +195,38 @@ class _Builder:
             raise self.fail(
                 node,
                 f"the document expands to more than {MAX_VALUES:,} values",
-                "YAML aliases (*name) are expanded; this looks like an alias bomb",
+                "a spec needs far fewer; YAML aliases (*name) count once per use",
             )
         self.out.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, ScalarNode):
-            return self.scalar(node)
+            return self.scalar(node, path)
         if node.tag not in (f"{_CORE}seq", f"{_CORE}map"):
-            raise self._tag(node)
+            raise self._tag(node, path)
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, MappingNode)
         return self.mapping(node, path)
 
-    def scalar(self, node: ScalarNode) -> Any:
+    def scalar(self, node: ScalarNode, path: Path) -> Any:
         value: str = node.value
         if node.tag == f"{_CORE}str":
             return value
         if node.tag != _PLAIN:
             if node.tag not in _ALLOWED_TAGS:
-                raise self._tag(node)
-            plain = self._plain(node, value)
+                raise self._tag(node, path)
+            plain = self._plain(node, value, path)
             if node.tag.endswith("float") and isinstance(plain, int):
                 return float(plain)
             return plain
-        return self._plain(node, value)
+        return self._plain(node, value, path)
 
-    def _plain(self, node: ScalarNode, value: str) -> Any:
+    def _plain(self, node: ScalarNode, value: str, path: Path) -> Any:
         if _NULL.match(value):
             return None
         if value in _BOOL:
             return _BOOL[value]
-        if _INT.match(value):
-            digits = value.lstrip("+-")
-            if len(digits) > 1 and digits.startswith("0"):
-                raise self.fail(
-                    node,
-                    f"the number {value} has a leading zero, which YAML 1.1 reads as octal",
-                    f"write {int(value)} (or 0o{digits.lstrip('0') or '0'} if you meant octal)",
-                )
-            return int(value)
-        if _INT_OCT.match(value):
-            return int(value[2:], 8)
-        if _INT_HEX.match(value):
-            return int(value[2:], 16)
+        if _INT.match(value) or _INT_OCT.match(value) or _INT_HEX.match(value):
+            return self._int(node, value, path)
         if _FLOAT.match(value):
             return float(value)
         if _INF.match(value):
@@ -240,24 +235,50 @@ class _Builder:
             return float("nan")
         return value
 
+    def _int(self, node: ScalarNode, value: str, path: Path) -> int:
+        """A YAML 1.2 integer; anything beyond 64 bits is refused before Python converts it
+        (decimal strings over 4,300 digits raise ValueError, and no spec field needs them)."""
+        sign = "-" if value.startswith("-") else ""
+        digits = value.lstrip("+-")
+        base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+        if base != 10:
+            digits = digits[2:]
+        significant = digits.lstrip("0") or "0"
+        if len(significant) > {8: 22, 10: 20, 16: 16}[base] or int(significant, base) >= 2**64:
+            shown = value if len(value) <= 24 else f"{value[:20]}… ({len(value)} characters)"
+            raise self.fail(node, f"the number {shown} is too large (more than 64 bits)", "", path)
+        if base == 10 and len(digits) > 1 and digits.startswith("0"):
+            raise self.fail(
+                node,
+                f"the number {value[:24]} has a leading zero, which YAML 1.1 reads as octal",
+                f"write {sign}{significant} (or 0o{significant} if you meant octal)",
+                path,
+            )
+        return int(sign + significant, base)
+
     def mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
         seen: dict[str, int] = {}
         merged: list[dict[str, Any]] = []
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                raise self.fail(key_node, "mapping keys must be plain names, not collections")
+                raise self.fail(
+                    key_node, "mapping keys must be plain names, not collections", "", path
+                )
             if key_node.tag == _PLAIN and key_node.value == "<<":
                 merged.extend(self.merge(value_node, path))
                 continue
-            key = self.scalar(key_node)
+            key = self.scalar(key_node, path)
             if not isinstance(key, str):
-                raise self.fail(key_node, f"mapping key {key!r} must be a name, not a number")
+                raise self.fail(
+                    key_node, f"mapping key {brief(key)} must be a name, not a number", "", path
+                )
             if key in seen:
                 raise self.fail(
                     key_node,
-                    f"duplicate key {key!r} (first defined on line {seen[key]})",
+                    f"duplicate key {brief(key)} (first defined on line {seen[key]})",
                     "remove one of the two",
+                    (*path, key),
                 )
             seen[key] = key_node.start_mark.line + 1
             self.out.keys[(*path, key)] = (
@@ -276,7 +297,9 @@ class _Builder:
         for source in sources:
             value = self.build(source, path)
             if not isinstance(value, dict):
-                raise self.fail(source, "a merge key (<<) takes a mapping or a list of mappings")
+                raise self.fail(
+                    source, "a merge key (<<) takes a mapping or a list of mappings", "", path
+                )
             out.append(value)
         return out
 

@@ -27,6 +27,8 @@ __all__ = [
     "SpecValidationError",
     "SpecnetError",
     "UsageError",
+    "brief",
+    "clip",
 ]
 
 
@@ -42,14 +44,26 @@ class Issue:
     hint: str = ""
 
     def __str__(self) -> str:
+        # each part is clipped: a message quotes the input it rejects, and the input may be huge
         where = self.file
         if self.line:
             where += f":{self.line}:{self.column}"
-        field = f" {self.field}:" if self.field else ""
-        text = f"{where}:{field} {self.message}"
+        field = f" {clip(self.field, 80)}:" if self.field else ""
+        text = f"{where}:{field} {clip(self.message, 400)}"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    hint: {clip(self.hint, 400)}"
         return text
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marking the cut."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def brief(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: how messages quote what a user wrote."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 4]}…{text[-1]}"
 
 
 class SpecnetError(Exception):
@@ -73,9 +87,14 @@ class SpecError(SpecnetError):
         self.issues = list(issues)
         super().__init__(self._render())
 
+    #: the most issues one error prints; a spec with thousands of broken layers says how many
+    SHOWN = 20
+
     def _render(self) -> str:
         count = len(self.issues)
-        lines = [str(issue) for issue in self.issues]
+        lines = [str(issue) for issue in self.issues[: self.SHOWN]]
+        if count > self.SHOWN:
+            lines.append(f"… and {count - self.SHOWN} more")
         if count > 1:
             lines.append(f"{count} problems found in {self.issues[0].file}")
         return "\n".join(lines)

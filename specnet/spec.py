@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from specnet._yaml import Located, Path, load_yaml
-from specnet.errors import Issue, SpecValidationError, UsageError
+from specnet.errors import Issue, SpecValidationError, UsageError, brief
 
 __all__ = [
     "ACTIVATIONS",
@@ -404,6 +404,17 @@ def _validate(source: Located) -> Spec:
     except ValidationError as exc:
         issues = [_translate(error, source) for error in exc.errors(include_url=False)]
         raise SpecValidationError(sorted(set(issues), key=_order)) from None
+    except BaseException as exc:
+        # pydantic-core is Rust: a panic there surfaces as pyo3's PanicException, which derives
+        # from BaseException so that `except Exception` misses it. It is still this file's
+        # problem to report (never a traceback); KeyboardInterrupt and friends pass through.
+        if type(exc).__name__ != "PanicException":
+            raise
+        detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+        raise SpecValidationError(
+            [source.issue((), f"the validator crashed on this spec (pydantic-core: {detail})",
+                          "please report it with the spec attached")]
+        ) from None  # fmt: skip
     spec._source = source
     issues = _name_layers(spec)
     if issues:
@@ -557,7 +568,7 @@ def _translate(error: Any, source: Located) -> Issue:
         close = _suggest(tag, tags)
         hint = f"did you mean {close!r}?" if close else "expected one of: " + ", ".join(tags)
         what = "layer type" if path[:1] == ("layers",) else f"`{field}`"
-        return source.issue((*path, field), f"unknown {what} {tag!r}", hint)
+        return source.issue((*path, field), f"unknown {what} {brief(tag)}", hint)
     if kind == "union_tag_not_found":
         field = str(ctx.get("discriminator", "type")).strip("'")
         example = "{type: Dense, units: 10}" if path[:1] == ("layers",) else f"`{field}: ...`"

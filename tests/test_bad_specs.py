@@ -80,6 +80,33 @@ def test_generated_bad_input(name: str, tmp_path: Path, cli) -> None:  # type: i
     assert len([line for line in result.err.splitlines() if line.startswith(str(path))]) == 1
 
 
+def _huge_inputs() -> dict[str, str]:
+    big = "x" * 400_000
+    head = "name: t\ninput_shape: [8, 8, 1]\n"
+    return {
+        "long_name": f"name: '{big}'\ninput_shape: [8, 8, 1]\nlayers: [{{type: Flatten}}]\n",
+        "long_type": f"{head}layers: [{{type: {big}}}]\n",
+        "long_activation": f"{head}layers: [{{type: Activation, activation: {big}}}]\n",
+        "long_key": f"{head}layers: [{{type: Flatten}}]\n? {big}\n: 1\n",
+        "long_tag": f"{head}layers: !{big} [{{type: Flatten}}]\n",
+        "huge_number": f"{head}layers: [{{type: Flatten}}, {{type: Dense, units: {'9' * 5000}}}]\n",
+        "thousands_of_errors": head + "layers:\n" + "  - {type: Nope}\n" * 5000,
+        "long_class_names": head + f"class_names: [{', '.join([big[:100]] * 3000)}]\n"
+        "layers: [{type: Flatten}, {type: Dense, units: 3}]\n",
+    }
+
+
+@pytest.mark.parametrize("name", list(_huge_inputs()))
+def test_errors_never_print_the_whole_input(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A message quotes what it rejects, cut short: never the 400 KB a user pasted."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(_huge_inputs()[name])
+    result = cli("validate", path)
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    assert 0 < len(result.err) < 12_000, f"{len(result.err)} characters of error"
+
+
 def test_missing_file_and_directory(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     missing = cli("validate", tmp_path / "nope.yaml")
     assert missing.code == 2

@@ -182,3 +182,32 @@ def test_spec_from_dict_reports_field_paths_without_lines() -> None:
     with pytest.raises(SpecError) as info:
         spec_from_dict({"name": "t", "input_shape": [8, 8, 1], "layers": [{"type": "Dense"}]})
     assert "layers[0].units: missing required field" in str(info.value)
+
+
+def test_a_validator_panic_is_a_located_exit_2(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """pydantic-core reports a Rust panic as pyo3_runtime.PanicException, a BaseException: it
+    must end as the same one-line exit 2 as any spec error. No public input triggers one today,
+    so the validator is made to raise the exception pyo3 raises (same name, module and base)."""
+    from specnet.spec import Spec
+
+    panic = type("PanicException", (BaseException,), {"__module__": "pyo3_runtime"})
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise panic("Python API call failed\nnote: run with RUST_BACKTRACE=1")
+
+    monkeypatch.setattr(Spec, "model_validate", crash)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\ninput_shape: [8, 8, 1]\nlayers: [{type: Flatten}]\n")
+    result = cli("validate", spec)
+    assert result.code == 2
+    assert result.err.startswith(
+        f"{spec}:1:1: the validator crashed on this spec (pydantic-core: Python API call failed)"
+    )
+    assert "Traceback" not in result.err and "RUST_BACKTRACE" not in result.err
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Spec, "model_validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # only the panic is translated
+        load_spec(spec)

@@ -277,7 +277,9 @@ def test_resume_refuses_a_changed_seed_or_a_damaged_checkpoint(tmp_path: Path, c
     resolved.write_text(text.replace("seed: 0", "seed: 7"))
     result = cli("train", "--resume", run, "--epochs", "2")
     assert result.code == 2
-    assert "checkpoint was trained with seed 0, but spec.resolved.yaml now says seed 7" in result.err
+    assert (
+        "checkpoint was trained with seed 0, but spec.resolved.yaml now says seed 7" in result.err
+    )
     resolved.write_text(text)
     last = run / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:1000])
