@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
 
 from specnet.errors import RuntimeFailure, UsageError
 
-__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "atomic_write_text", "sweep_temporaries"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "current_umask",
+    "sweep_temporaries",
+]
 
 #: every temporary file specnet writes is ``.<final name>.<random><TEMP_SUFFIX>[.ext]`` beside
 #: its final name, so one left by a killed process is recognisable and never mistaken for output
 TEMP_SUFFIX = ".specnet-tmp"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -32,6 +40,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f".{glob.escape(target.name)}.????????{TEMP_SUFFIX}"):
+            with contextlib.suppress(OSError):  # what a killed writer of this file left
+                stale.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise RuntimeFailure(f"{target}: cannot write ({exc.strerror})") from None
@@ -39,7 +50,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; act like open()
+            os.fchmod(
+                handle.fileno(), 0o666 & ~current_umask()
+            )  # mkstemp makes 0600; act like open()
             os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, target)

@@ -6,6 +6,10 @@ build/<spec name>/
     weights.safetensors   canonical weights (NumPy-readable; any backend loads them)
     model.keras | model.torch.safetensors   the native model
     summary.txt           the layer table
+
+A rebuild replaces the folder as a whole (written beside it, then swapped in): the native
+model of another backend and a ``model.onnx`` exported from the old weights go with it; files
+specnet did not make stay. A build killed at any moment leaves the previous one intact.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import yaml
 from specnet import __version__
 from specnet._io import atomic_write_text
 from specnet.backends import BACKENDS, get_backend
-from specnet.rundir import claim, write_marker
+from specnet.rundir import MARKER, claim, staged, write_marker
 from specnet.shapes import Limits, Plan, infer, summary_text
 from specnet.spec import load_spec
 from specnet.weights import init_weights, load_weights, save_weights
@@ -82,38 +86,33 @@ def build(
         origin = f"initializers, seed {seed}"
     chosen.set_weights(model, plan, canonical)
 
-    files = [
-        atomic_write_text(folder / SPEC_FILE, resolved_yaml(plan, str(spec_path)), overwrite=True),
+    # everything is written into a staged copy that replaces the folder in one step: a build
+    # killed at any moment leaves the previous build whole (see rundir.staged)
+    derived = {get_backend(other).native_file for other in BACKENDS} | {"model.onnx"}
+    names = [SPEC_FILE, WEIGHTS_FILE, chosen.native_file, "summary.txt"]
+    with staged(folder, replaces=derived) as stage:
+        atomic_write_text(stage / SPEC_FILE, resolved_yaml(plan, str(spec_path)), overwrite=True)
         save_weights(
-            folder / WEIGHTS_FILE,
+            stage / WEIGHTS_FILE,
             canonical,
             overwrite=True,
             metadata={"spec": plan.name, "specnet": __version__, "origin": origin},
-        ),
-    ]
-    native = folder / chosen.native_file
-    chosen.save_native(model, native)
-    for other in BACKENDS:  # a rebuild with another backend must not leave a stale model behind
-        stale = folder / get_backend(other).native_file
-        if other != backend and stale.exists():
-            stale.unlink()
-    files.append(native)
-    files.append(
-        atomic_write_text(folder / "summary.txt", summary_text(plan) + "\n", overwrite=True)
-    )
-    if emit_source is not None:
-        files.append(
-            atomic_write_text(Path(emit_source), chosen.emit_source(plan), overwrite=force)
         )
-    files.append(
+        chosen.save_native(model, stage / chosen.native_file)
+        atomic_write_text(stage / "summary.txt", summary_text(plan) + "\n", overwrite=True)
         write_marker(
-            folder,
+            stage,
             kind="build",
             spec=plan.name,
             spec_file=str(spec_path),
             backend=backend,
             weights=origin,
-            files=sorted(p.name for p in files),
+            files=sorted(names),
         )
-    )
+    files = [folder / name for name in names]
+    if emit_source is not None:
+        files.append(
+            atomic_write_text(Path(emit_source), chosen.emit_source(plan), overwrite=force)
+        )
+    files.append(folder / MARKER)
     return BuildResult(plan, backend, model, folder, tuple(files))

@@ -8,19 +8,25 @@ directory, a trained run, or a folder specnet did not make — needs ``--force``
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
+from collections.abc import Collection, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from specnet import __version__
-from specnet._io import TEMP_SUFFIX, atomic_write_text
-from specnet.errors import UsageError
+from specnet._io import TEMP_SUFFIX, atomic_write_text, current_umask
+from specnet.errors import RuntimeFailure, UsageError
 
-__all__ = ["MARKER", "claim", "read_marker", "versions", "write_marker"]
+__all__ = ["MARKER", "claim", "read_marker", "staged", "versions", "write_marker"]
 
 MARKER = "specnet.json"
 _DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras", "torch", "numpy", "onnx", "onnxruntime")
@@ -88,3 +94,70 @@ def write_marker(folder: Path, **fields: Any) -> Path:
         },
     }
     return atomic_write_text(folder / MARKER, json.dumps(document, indent=2) + "\n", overwrite=True)
+
+
+@contextlib.contextmanager
+def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
+    """Write a whole directory elsewhere, then put it in place of ``folder`` in one step.
+
+    Yields a hidden sibling (``.<name>.<random>.specnet-tmp``) to write into. When the block
+    ends normally, whatever ``folder`` held that the new contents do not replace — and that is
+    not named in ``replaces`` (files derived from the old contents) — is hard-linked across,
+    and the two directories are exchanged atomically (Linux ``renameat2(RENAME_EXCHANGE)``), so
+    a process killed at any moment leaves either the whole old directory or the whole new one.
+    Elsewhere the swap is two renames and a kill between them leaves the old contents in a
+    hidden sibling. Stale siblings from killed processes are removed on the next call.
+    """
+    folder = folder.resolve()
+    if Path.cwd().resolve().is_relative_to(folder):  # never move the directory we stand in
+        yield folder
+        return
+    for stale in folder.parent.glob(f".{folder.name}.*{TEMP_SUFFIX}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=folder.parent))
+    try:
+        yield stage
+        stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; act like mkdir
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                kept = stage / entry.name
+                if entry.name in replaces or kept.exists() or entry.match(f".*{TEMP_SUFFIX}*"):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, kept, symlinks=True, copy_function=os.link)
+                else:
+                    os.link(entry, kept, follow_symlinks=False)
+            _exchange(stage, folder)
+        else:
+            os.rename(stage, folder)
+        _fsync_dir(folder.parent)
+    except OSError as exc:
+        raise RuntimeFailure(f"{folder}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # after the exchange: the old contents
+
+
+def _exchange(new: Path, old: Path) -> None:
+    """Swap two directories: atomically where the kernel can, else with two renames."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(old), rename_exchange) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(old))
+    aside = Path(tempfile.mkdtemp(prefix=f".{old.name}.", suffix=TEMP_SUFFIX, dir=old.parent))
+    os.rename(old, aside / "old")
+    os.rename(new, old)
+    os.rename(aside, new)  # so the caller's cleanup removes the old contents
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -40,7 +40,7 @@ from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
 from specnet.spec import SyntheticData, load_spec
-from specnet.weights import init_weights, load_weights, save_weights
+from specnet.weights import encode_safetensors, init_weights, load_weights, save_weights
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 
@@ -309,7 +309,6 @@ def _checkpoint(
     history: dict[str, list[float]],
     best: float,
 ) -> None:
-    numpy_io = require("safetensors.numpy")
     progress = {
         "epoch": epoch,
         "seed": seed,
@@ -318,7 +317,7 @@ def _checkpoint(
         "backend": backend,
         "versions": _environment(backend),
     }
-    data = numpy_io.save(state, metadata={"progress": json.dumps(progress)})
+    data = encode_safetensors(state, metadata={"progress": json.dumps(progress)})
     (folder / "checkpoints").mkdir(exist_ok=True)
     atomic_write_bytes(folder / LAST, data, overwrite=True)
 

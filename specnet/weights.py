@@ -16,6 +16,7 @@ file is an 8-byte header length, a JSON header and raw little-endian data); no p
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import zlib
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Weights",
+    "encode_safetensors",
     "expected_shapes",
     "init_weights",
     "load_weights",
@@ -161,9 +163,43 @@ def save_weights(
     path: str | Path, weights: Weights, *, overwrite: bool, metadata: dict[str, str] | None = None
 ) -> Path:
     """Write canonical weights atomically as safetensors."""
-    numpy_io = require("safetensors.numpy")
-    data: bytes = numpy_io.save(weights, metadata=metadata)
-    return atomic_write_bytes(path, data, overwrite=overwrite)
+    return atomic_write_bytes(path, encode_safetensors(weights, metadata), overwrite=overwrite)
+
+
+_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16",
+    "uint8": "U8", "bool": "BOOL",
+}  # fmt: skip
+
+
+def encode_safetensors(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
+    """NumPy arrays → the bytes of a safetensors file, the same bytes for the same content.
+
+    ``safetensors.numpy.save`` writes ``__metadata__`` in hash order, so two saves of one model
+    can differ; this writes tensors and metadata keys sorted (the format allows any order), so
+    a resumed run or a rebuild is byte-identical to an uninterrupted one.
+    """
+    np = require("numpy")
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {key: str(metadata[key]) for key in sorted(metadata)}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name], order="C")  # (ascontiguousarray makes 0-d 1-d)
+        if array.dtype.name not in _DTYPES:
+            raise TypeError(f"{name}: safetensors has no dtype {array.dtype}")
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {
+            "dtype": _DTYPES[array.dtype.name],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the library writes it
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 def load_weights(path: str | Path, plan: Plan | None = None) -> Weights:

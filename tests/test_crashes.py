@@ -145,3 +145,65 @@ def test_twenty_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
             f"{backend}, seed {seed}, kills {landed}: {name} differs"
         )
     print(f"{backend}: seed {seed}, {len(landed)} kills (point@epochs done): {landed}")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """The files under their final names (a killed writer's temporary is not one)."""
+    return {n: (folder / n).read_bytes() for n in _files(folder) if ".specnet-tmp" not in n}
+
+
+def _killed(args: list[str], point: str) -> None:
+    process = subprocess.run(
+        [*HARNESS, *args], env={**os.environ, "SPECNET_CRASH_AT": point}, capture_output=True
+    )
+    assert process.returncode == -signal.SIGKILL, f"{point}: {process.stderr.decode()}"
+
+
+@pytest.mark.parametrize(("backend", "writes"), [("torch", 5), ("keras", 4)])
+def test_a_killed_rebuild_leaves_the_previous_build(
+    backend: str, writes: int, tmp_path: Path
+) -> None:
+    """Kill a rebuild in each of its atomic writes (at a random stage): the folder is still
+    exactly the old build; the next rebuild completes and keeps the user's own files."""
+    rng = np.random.default_rng()
+    spec, folder = str(ROOT / "specs" / "seed_cnn.yaml"), tmp_path / "build"
+    args = ["build", spec, "--backend", backend, "--out", str(folder)]
+    subprocess.run([*HARNESS, *args, "--seed", "1"], check=True, capture_output=True)
+    (folder / "notes.txt").write_text("mine\n")
+    before = _snapshot(folder)
+    kills = range(1, writes + 1) if backend == "torch" else sorted(rng.choice(writes, 2) + 1)
+    for write in kills:
+        _killed([*args, "--seed", "2"], f"{write}:{rng.choice(STAGES)}")
+        assert _snapshot(folder) == before, f"kill in write {write} changed the build"
+    subprocess.run([*HARNESS, *args, "--seed", "2"], check=True, capture_output=True)
+    fresh = tmp_path / "fresh"
+    subprocess.run(
+        [*HARNESS, "build", spec, "--backend", backend, "--out", str(fresh), "--seed", "2"],
+        check=True,
+        capture_output=True,
+    )
+    after = _snapshot(folder)
+    assert after.pop("notes.txt") == b"mine\n"
+    assert after["weights.safetensors"] == (fresh / "weights.safetensors").read_bytes()
+    assert after["weights.safetensors"] != before["weights.safetensors"]
+    assert sorted(after) == _files(fresh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "fresh"], "stale staging"
+
+
+def test_a_killed_export_leaves_the_previous_model(tmp_path: Path) -> None:
+    folder = tmp_path / "build"
+    spec = str(ROOT / "specs" / "seed_cnn.yaml")
+    subprocess.run(
+        [*HARNESS, "build", spec, "--backend", "torch", "--out", str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    export = ["export", str(folder), "--onnx", "--via", "direct"]
+    subprocess.run([*HARNESS, *export], check=True, capture_output=True)
+    before = _snapshot(folder)
+    for stage in ("mid-write", "before-rename"):
+        _killed([*export, "--layout", "nchw"], f"1:{stage}")
+        assert _snapshot(folder) == before, f"a kill at {stage} changed the build"
+    subprocess.run([*HARNESS, *export, "--layout", "nchw"], check=True, capture_output=True)
+    assert _files(folder) == sorted(before), "a killed export's temporary survived"
+    assert _snapshot(folder)["model.onnx"] != before["model.onnx"]

@@ -161,8 +161,14 @@ def _mutate(rng: random.Random, text: str) -> str:
                 text = "".join(lines)
         elif op == 4:  # replace a number with an extreme or odd one
             value = rng.choice(
-                ["0", "-1", "1e308", "99999999999", "0x10", "010", "1.5", ".nan", "true"]
-                + ["9" * rng.choice([19, 20, 21, 4301, 6000]), "0" * 5000 + "1", "0x" + "f" * 17]
+                [
+                    *("0", "-1", "1e308", "99999999999", "0x10", "010", "1.5", ".nan", "true"),
+                    *(
+                        "9" * rng.choice([19, 20, 21, 4301, 6000]),
+                        "0" * 5000 + "1",
+                        "0x" + "f" * 17,
+                    ),
+                ]
             )
             digits = [i for i, ch in enumerate(text) if ch.isdigit()]
             if digits:

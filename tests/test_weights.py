@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,34 @@ def test_check_weights_names_what_is_wrong() -> None:
         check_weights(plan, {**weights, "dense.kernel": np.zeros((3, 2), np.float32)})
     with pytest.raises(UsageError, match=r"unexpected conv.kernel"):
         check_weights(plan, {**weights, "conv.kernel": np.zeros(1, np.float32)})
+
+
+def test_safetensors_bytes_depend_on_content_only(tmp_path: Path) -> None:
+    """specnet's encoder is read back exactly by the safetensors library, and the same content
+    gives the same bytes whatever the order of tensors and metadata keys (the library writes
+    metadata in hash order, which made two identical builds differ)."""
+    from safetensors import safe_open
+
+    from specnet.weights import encode_safetensors
+
+    rng = np.random.default_rng(0)
+    tensors = {
+        "dense.kernel": rng.random((5, 3), dtype=np.float32),
+        "dense.bias": np.zeros(3, np.float32),
+        "rng": np.arange(9, dtype=np.uint8),
+        "step": np.array(7, np.int64),  # 0-d, as optimizer iteration counters are
+        "flags": np.array([True, False]),
+        "empty": np.zeros((0, 4), np.float16),
+    }
+    metadata = {"spec": "t", "origin": "initializers, seed 2", "specnet": "0.1.0"}
+    data = encode_safetensors(tensors, metadata)
+    shuffled = dict(reversed(list(tensors.items())))
+    assert encode_safetensors(shuffled, dict(reversed(list(metadata.items())))) == data
+    (tmp_path / "w.safetensors").write_bytes(data)
+    with safe_open(tmp_path / "w.safetensors", framework="np") as f:
+        assert f.metadata() == metadata
+        assert sorted(f.keys()) == sorted(tensors)
+        for key, value in tensors.items():
+            got = f.get_tensor(key)
+            assert got.dtype == value.dtype
+            assert np.array_equal(got, value)
