@@ -268,9 +268,14 @@ def _fit(
             # the loss and hits of the whole global batch, however many workers share it
             loss, hits = trainer.step(data.x_train[mine], data.y_train[mine], len(index))
             if not math.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint is {folder / LAST}"
+                    if (folder / LAST).exists()
+                    else "no checkpoint was written yet"
+                )
                 raise RuntimeFailure(
                     f"training diverged: loss is {loss} at epoch {epoch + 1}, step {step + 1}; "
-                    f"the last good checkpoint is {folder / LAST} (lower the learning rate)"
+                    f"{kept} (lower the learning rate)"
                 )
             loss_sum += loss * len(index)
             correct += int(hits)

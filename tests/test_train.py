@@ -220,8 +220,53 @@ def test_a_diverging_run_stops_with_a_clear_message(tmp_path: Path, cli) -> None
     assert result.code == 1
     assert "training diverged: loss is" in result.err
     assert "at epoch 1, step" in result.err
+    assert "no checkpoint was written yet" in result.err
     assert "Traceback" not in result.err
     assert not (tmp_path / "run" / "weights.safetensors").exists()  # no bad model published
+
+
+def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(
+    tmp_path: Path, cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A weight that overflows to inf in epoch 3 (PyTorch then computes a NaN loss): the run
+    stops naming epoch 3 and the step, and its checkpoint is byte-for-byte the checkpoint of a
+    clean 2-epoch run — from which it resumes."""
+    import torch
+
+    from specnet.backends.torch_train import TorchTrainer
+
+    spec, steps_per_epoch = tmp_path / "s.yaml", 8  # 160 training samples, batches of 20
+    spec.write_text(
+        DIVERGING.replace("1.0e+38", "0.01").replace("batch_size: 16", "batch_size: 20")
+    )
+    assert (
+        cli("train", spec, "--backend", "torch", "--epochs", "2", "--out", tmp_path / "clean").code
+        == 0
+    )
+    real, calls = TorchTrainer.step, []
+
+    def overflowing(self, x, y, global_batch=None):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2 * steps_per_epoch + 5:  # epoch 3, step 5
+            with torch.no_grad():
+                next(self.model.parameters()).view(-1)[0] = float("inf")
+        return real(self, x, y, global_batch)
+
+    monkeypatch.setattr(TorchTrainer, "step", overflowing)
+    run = tmp_path / "run"
+    result = cli("train", spec, "--backend", "torch", "--epochs", "4", "--out", run)
+    assert result.code == 1
+    assert "training diverged: loss is nan at epoch 3, step 5" in result.err
+    assert f"the last good checkpoint is {run / 'checkpoints' / 'last.safetensors'}" in result.err
+    last = "checkpoints/last.safetensors"
+    assert (run / last).read_bytes() == (tmp_path / "clean" / last).read_bytes()
+    assert not (run / "weights.safetensors").exists()
+    monkeypatch.setattr(TorchTrainer, "step", real)
+    assert cli("train", "--resume", run).code == 0
+    assert (
+        json.loads((run / "history.json").read_text())["loss"][:2]
+        == json.loads((tmp_path / "clean" / "history.json").read_text())["loss"]
+    )
 
 
 def test_resume_refuses_another_thread_count(tmp_path: Path) -> None:
