@@ -20,6 +20,7 @@ moment ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from specnet.errors import RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import SyntheticData, load_spec
+from specnet.spec import Spec, SyntheticData, load_spec
 from specnet.weights import encode_safetensors, init_weights, load_weights, save_weights
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
@@ -203,7 +204,7 @@ def train(
         for place in (folder, folder / "checkpoints"):
             sweep_temporaries(place)
     if from_checkpoint:
-        start, history, best = _restore(folder, trainer, backend, spec.train.seed)
+        start, history, best = _restore(folder, trainer, plan.spec, backend)
     meta = {
         "kind": "train",
         "spec": plan.name,
@@ -299,7 +300,7 @@ def _fit(
             save_weights(
                 folder / BEST, trainer.weights(), overwrite=True, metadata={"epoch": str(epoch + 1)}
             )
-        _checkpoint(folder, state, backend, cfg.seed, epoch + 1, history, best)
+        _checkpoint(folder, state, backend, plan.spec, epoch + 1, history, best)
         _write_metrics(folder, history)
         write_marker(folder, **meta, status="running", epochs_done=epoch + 1)
         progress.epoch_end(epoch, logs, time.perf_counter() - began)
@@ -309,14 +310,15 @@ def _checkpoint(
     folder: Path,
     state: dict[str, Any],
     backend: str,
-    seed: int,
+    spec: Spec,
     epoch: int,
     history: dict[str, list[float]],
     best: float,
 ) -> None:
     progress = {
         "epoch": epoch,
-        "seed": seed,
+        "seed": spec.train.seed,
+        "spec": fingerprint(spec),
         "history": history,
         "best": best,
         "backend": backend,
@@ -339,8 +341,16 @@ def _environment(backend: str) -> dict[str, Any]:
     return found
 
 
+def fingerprint(spec: Spec) -> str:
+    """What a resume must not change: the whole resolved spec but ``train.epochs`` (which
+    ``--epochs`` may raise to train on), as a short SHA-256."""
+    document = spec.model_dump(mode="json", exclude={"train": {"epochs"}})
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def _restore(
-    folder: Path, trainer: Any, backend: str, seed: int
+    folder: Path, trainer: Any, spec: Spec, backend: str
 ) -> tuple[int, dict[str, list[float]], float]:
     safetensors = require("safetensors")
     try:
@@ -356,9 +366,14 @@ def _restore(
         raise UsageError(f"{folder / LAST}: not a readable specnet checkpoint ({exc})") from None
     if progress["backend"] != backend:
         raise UsageError(f"{folder}: checkpoint is from {progress['backend']}, not {backend}")
+    seed = spec.train.seed
     if progress.get("seed") != seed:
         raise UsageError(f"{folder}: checkpoint was trained with seed {progress.get('seed')}, "
                          f"but {SPEC_FILE} now says seed {seed}; resuming would not reproduce "
+                         "the run")  # fmt: skip
+    if progress.get("spec") != fingerprint(spec):
+        raise UsageError(f"{folder}: {SPEC_FILE} was changed after the checkpoint was written "
+                         "(only --epochs may change on a resume); resuming would not reproduce "
                          "the run")  # fmt: skip
     now = _environment(backend)
     mismatched = {k: (v, now.get(k)) for k, v in progress["versions"].items() if now.get(k) != v}

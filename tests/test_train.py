@@ -325,6 +325,10 @@ def test_resume_refuses_a_changed_seed_or_a_damaged_checkpoint(tmp_path: Path, c
     assert (
         "checkpoint was trained with seed 0, but spec.resolved.yaml now says seed 7" in result.err
     )
+    resolved.write_text(text.replace("rate: 0.5", "rate: 0.25"))  # the Dropout's
+    result = cli("train", "--resume", run, "--epochs", "2")
+    assert result.code == 2
+    assert "spec.resolved.yaml was changed after the checkpoint was written" in result.err
     resolved.write_text(text)
     last = run / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:1000])
