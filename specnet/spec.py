@@ -55,8 +55,11 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- field types
 
-PositiveInt = Annotated[int, Strict(), at.Gt(0)]
-NonNegativeInt = Annotated[int, Strict(), at.Ge(0)]
+#: the largest integer any field takes (64-bit signed): a bigger one is refused by validation,
+#: before a message or a shape computation would have to print or multiply it
+MAX_INT = 2**63 - 1
+PositiveInt = Annotated[int, Strict(), at.Gt(0), at.Le(MAX_INT)]
+NonNegativeInt = Annotated[int, Strict(), at.Ge(0), at.Le(MAX_INT)]
 StrictBool = Annotated[bool, Strict()]
 PositiveFloat = Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)]
 Fraction = Annotated[float, Strict(), at.Ge(0), at.Lt(1)]  # 0 ≤ x < 1
@@ -112,7 +115,10 @@ def _to_pair(value: object) -> object:
     )
 
 
-_PairInput = Annotated[int, at.Ge(1)] | Annotated[list[Annotated[int, at.Ge(1)]], at.Len(2, 2)]
+_PairInput = (
+    Annotated[int, at.Ge(1), at.Le(MAX_INT)]
+    | Annotated[list[Annotated[int, at.Ge(1), at.Le(MAX_INT)]], at.Len(2, 2)]
+)
 Pair = Annotated[
     tuple[PositiveInt, PositiveInt],
     BeforeValidator(_to_pair, json_schema_input_type=_PairInput),
@@ -473,6 +479,8 @@ def _describe(value: object) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"the string {shown!r}"
+    if isinstance(value, int) and value.bit_length() > 64:  # repr fails past 4,300 digits
+        return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

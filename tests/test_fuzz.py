@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from specnet import SpecError, infer, loads_spec
+from specnet import SpecError, infer, loads_spec, spec_from_dict
 from tests.conftest import SPECS
 
 # `SPECNET_FUZZ_EXAMPLES=200000 pytest tests/test_fuzz.py` runs a longer campaign.
@@ -101,6 +101,30 @@ spec_dicts = st.fixed_dictionaries(
 @given(spec_dicts)
 def test_generated_specs(doc: dict[str, object]) -> None:
     _survives(yaml.dump(doc, Dumper=DUMPER, allow_unicode=True))
+
+
+HUGE = [10**5000, -(10**5000), 2**63, 2**64 + 1, float("inf"), float("nan")]
+
+
+@FUZZ
+@given(spec_dicts, st.sampled_from(HUGE), st.sampled_from([*FIELDS, "input_shape", "seed"]))
+def test_generated_dicts_through_the_api(doc: dict[str, object], huge: float, field: str) -> None:
+    """Python callers can pass what YAML cannot spell: a 5,000-digit integer (whose repr
+    raises ValueError past 4,300 digits), infinities. Planted in each field in turn."""
+    doc = dict(doc)
+    if field == "input_shape":
+        doc["input_shape"] = [8, huge, 3]
+    elif field == "seed":
+        doc["train"] = {"seed": huge}
+    elif doc["layers"]:
+        doc["layers"] = [{**doc["layers"][0], field: huge}, *doc["layers"][1:]]  # type: ignore[index,misc,dict-item]
+    try:
+        plan = infer(spec_from_dict(doc, "fuzz.py"))
+    except SpecError as exc:
+        assert exc.issues
+        assert len(str(exc)) < 12_000
+        return
+    assert plan.total_params >= 0
 
 
 @FUZZ
