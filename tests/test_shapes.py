@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -126,3 +129,40 @@ def test_summary_json_document() -> None:
         "flops": 30 * 30 * (2 * 3 * 3 * 3 * 32 + 32),
     }
     assert doc["total_params"] == sum(layer["params"] for layer in doc["layers"]) == 22_499
+
+
+HUGE_LAYERS = {  # input shape, layers
+    "dense_units": ("[64, 64, 3]", "[{type: Flatten}, {type: Dense, units: 1000000000}]"),
+    "conv_filters": ("[64, 64, 3]", "[{type: Conv2D, filters: 1000000000, kernel_size: 3}]"),
+    "conv_kernel": ("[4096, 4096, 512]", "[{type: Conv2D, filters: 512, kernel_size: 4000}]"),
+    "input_size": ("[100000, 100000, 3]", "[{type: Flatten}, {type: Dense, units: 2}]"),
+}
+
+
+@pytest.mark.parametrize("verb", ["build --backend keras", "train --backend torch"])
+@pytest.mark.parametrize("case", list(HUGE_LAYERS))
+def test_huge_networks_stop_before_any_framework(case: str, verb: str, tmp_path: Path) -> None:
+    """Exit 2 in well under a second of work and a few tens of MB, with nothing written:
+    the limits are checked on the plan, before a framework is imported (Keras would grind for
+    ~10 s on a 10^9-unit Dense; PyTorch would allocate the 2.5 GB layer)."""
+    spec = tmp_path / "huge.yaml"
+    shape, layers = HUGE_LAYERS[case]
+    spec.write_text(f"name: huge\ninput_shape: {shape}\nlayers: {layers}\n")
+    probe = (
+        "import resource, sys\n"
+        "from specnet.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('FRAMEWORKS', sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))\n"
+        "print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    args = [*verb.split()[:1], str(spec), *verb.split()[1:], "--out", str(tmp_path / "out")]
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "over the limit" in result.stderr
+    assert "FRAMEWORKS []" in result.stdout
+    rss_mb = int(result.stdout.split("RSS_KB ")[1].split()[0]) / 1024
+    assert rss_mb < 200, f"{rss_mb:.0f} MB"
+    assert not (tmp_path / "out").exists()
