@@ -36,3 +36,27 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
         atomic_write_text(target, "half", overwrite=True)
     assert target.read_text() == "good"
     assert os.listdir(tmp_path) == ["a.txt"]
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["renameat2", "two_renames"])
+def test_staged_folder_replaces_whole_and_keeps_foreign_files(
+    atomic: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specnet import rundir
+
+    if not atomic:  # a platform without renameat2: the fallback of two renames
+        monkeypatch.setattr(rundir.ctypes, "CDLL", lambda *a, **k: object())
+    folder = tmp_path / "build"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "old.txt").write_text("old")
+    (folder / "model.onnx").write_text("derived from the old weights")
+    (folder / "sub" / "mine.txt").write_text("mine")
+    with rundir.staged(folder, replaces={"model.onnx"}) as stage:
+        assert stage.parent == tmp_path
+        assert not (folder / "new.txt").exists()  # nothing visible until the block ends
+        (stage / "new.txt").write_text("new")
+        (stage / "old.txt").write_text("replaced")
+    assert sorted(p.name for p in folder.rglob("*")) == ["mine.txt", "new.txt", "old.txt", "sub"]
+    assert (folder / "old.txt").read_text() == "replaced"
+    assert (folder / "sub" / "mine.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["build"]  # no staging left behind
