@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,35 +111,6 @@ def test_same_seed_same_weights(tmp_path: Path, cli) -> None:  # type: ignore[no
         result = cli("train", SEED, "--backend", "torch", "--epochs", "2", "--out", tmp_path / name)
         assert result.code == 0
     assert _same(tmp_path / "a", tmp_path / "b")
-
-
-def _kill_during_epoch(args: list[str], run: Path, epochs_done: int) -> None:
-    """Start `specnet train`, SIGKILL it once `epochs_done` epochs are checkpointed."""
-    process = subprocess.Popen([*SPECNET, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_epochs(run, epochs_done, process)
-    time.sleep(0.05)  # into the next epoch
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-@pytest.mark.parametrize("backend", ["torch", "keras"])
-def test_kill_and_resume_is_bit_identical(backend: str, tmp_path: Path) -> None:
-    args = ["train", str(SEED), "--backend", backend, "--epochs", "6", "--quiet"]
-    subprocess.run([*SPECNET, *args, "--out", str(tmp_path / "whole")], check=True)
-    run = tmp_path / "killed"
-    _kill_during_epoch([*args, "--out", str(run)], run, epochs_done=2)
-    marker = json.loads((run / "specnet.json").read_text())
-    assert marker["status"] == "running"
-    assert not (run / "weights.safetensors").exists()
-    resumed = subprocess.run(
-        [*SPECNET, "train", "--resume", str(run), "--quiet"], capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run / "specnet.json").read_text())["status"] == "finished"
-    assert _same(tmp_path / "whole", run), f"{backend}: resumed run differs"
-    history = json.loads((run / "history.json").read_text())
-    assert history == json.loads((tmp_path / "whole" / "history.json").read_text())
 
 
 def test_runs_are_never_silently_overwritten(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
