@@ -318,7 +318,7 @@ def _checkpoint(
     progress = {
         "epoch": epoch,
         "seed": spec.train.seed,
-        "spec": fingerprint(spec),
+        "spec": _fingerprint(spec),
         "history": history,
         "best": best,
         "backend": backend,
@@ -341,7 +341,7 @@ def _environment(backend: str) -> dict[str, Any]:
     return found
 
 
-def fingerprint(spec: Spec) -> str:
+def _fingerprint(spec: Spec) -> str:
     """What a resume must not change: the whole resolved spec but ``train.epochs`` (which
     ``--epochs`` may raise to train on), as a short SHA-256."""
     document = spec.model_dump(mode="json", exclude={"train": {"epochs"}})
@@ -371,7 +371,7 @@ def _restore(
         raise UsageError(f"{folder}: checkpoint was trained with seed {progress.get('seed')}, "
                          f"but {SPEC_FILE} now says seed {seed}; resuming would not reproduce "
                          "the run")  # fmt: skip
-    if progress.get("spec") != fingerprint(spec):
+    if progress.get("spec") != _fingerprint(spec):
         raise UsageError(f"{folder}: {SPEC_FILE} was changed after the checkpoint was written "
                          "(only --epochs may change on a resume); resuming would not reproduce "
                          "the run")  # fmt: skip
