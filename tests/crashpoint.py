@@ -1,9 +1,10 @@
 """Run the specnet CLI and SIGKILL it inside one of its atomic file writes (a test harness).
 
-    SPECNET_CRASH_AT=<n>:<stage> python tests/crashpoint.py train …
+    SPECNET_CRASH_AT=<n>:<stage>[:<file name>] python tests/crashpoint.py train …
 
-counts the calls of :func:`specnet._io.atomic_write_bytes` from the start of the process and
-kills the process with SIGKILL during the ``n``-th one, at ``stage``:
+counts the calls of :func:`specnet._io.atomic_write_bytes` from the start of the process (only
+those writing a file of that name, if one is given) and kills the process with SIGKILL during
+the ``n``-th one, at ``stage``:
 
     mid-write      half of the bytes are in the temporary file
     before-fsync   all bytes written and flushed, not yet on disk
@@ -51,8 +52,9 @@ class _HalfWriter:
         return getattr(self._handle, name)
 
 
-def arm(n: int, stage: str) -> None:
-    """Make the ``n``-th atomic write of this process die at ``stage``."""
+def arm(n: int, stage: str, name: str = "") -> None:
+    """Make the ``n``-th atomic write of this process (of a file called ``name``) die at
+    ``stage``."""
     from specnet import _io
 
     if stage not in STAGES:
@@ -87,12 +89,12 @@ def arm(n: int, stage: str) -> None:
             fake.replace, fake.link = call("replace", "after"), call("link", "after")
         return fake
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal count
-        count += 1
+        count += not name or os.path.basename(path) == name
         _io.os = hooked_os(count == n)  # type: ignore[assignment]
         try:
-            return real(*args, **kwargs)
+            return real(path, *args, **kwargs)
         finally:
             _io.os = os  # type: ignore[assignment]
 
@@ -111,8 +113,8 @@ def main() -> int:
     from specnet.backends import onnx, torch  # noqa: F401
 
     if point:
-        n, stage = point.split(":")
-        arm(int(n), stage)
+        n, stage, *name = point.split(":")
+        arm(int(n), stage, *name)
     return cli.main(sys.argv[1:])
 
 

@@ -3,9 +3,10 @@
 Half the kills are timed (a random moment inside the epoch after the one the run resumed from,
 so every kill also lands at a new place), half land inside an atomic file write at a random
 stage (tests/crashpoint.py): with half the bytes written, before fsync, before and after the
-rename — during checkpoints, metrics, the run marker and the final model. After every kill,
-each file under its final name must be whole; at the end the run directory must hold exactly
-what an uninterrupted run holds, with the same bytes.
+rename — during checkpoints, metrics and the run marker. Two more are aimed at publishing the
+trained model (the final weights, the last plot) after the last epoch's checkpoint. After every
+kill, each file under its final name must be whole; at the end the run directory must hold
+exactly what an uninterrupted run holds, with the same bytes.
 
 The moments are drawn from a fresh seed each run (printed when a check fails); replay one with
 ``SPECNET_CRASH_SEED=<seed> pytest tests/test_crashes.py``.
@@ -135,6 +136,15 @@ def test_twenty_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
         landed.append(f"{point}@{_epochs_done(run)}")
         _whole_files_only(run, why)
 
+    # and two aimed at publishing the trained model, after the last epoch's checkpoint
+    for name in ("weights.safetensors", "confusion_matrix.png"):
+        point = f"1:{rng.choice(STAGES)}:{name}"
+        process = _start(run, spec, backend, {**os.environ, "SPECNET_CRASH_AT": point})
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, f"{backend}, seed {seed}: {point}: {err!r}"
+        landed.append(f"{point}@{_epochs_done(run)}")
+        _whole_files_only(run, f"{backend}, seed {seed}, {point}")
+
     final = _start(run, spec, backend, dict(os.environ))
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, f"{backend}, seed {seed}: {err.decode()}"
@@ -145,6 +155,7 @@ def test_twenty_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
             f"{backend}, seed {seed}, kills {landed}: {name} differs"
         )
     print(f"{backend}: seed {seed}, {len(landed)} kills (point@epochs done): {landed}")
+    assert len(landed) == KILLS + 2
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
