@@ -60,8 +60,8 @@ def claim(folder: Path, *, kind: str, spec: str, force: bool, reuse: bool = True
     """
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder}: exists and is not a directory")
-    ours = f".*{TEMP_SUFFIX}*"  # temporaries a killed specnet process left behind
-    if folder.is_dir() and any(not p.match(ours) for p in folder.iterdir()) and not force:
+    # (temporaries a killed specnet process left behind do not count as content)
+    if folder.is_dir() and _has_content(folder) and not force:
         marker = read_marker(folder)
         if marker is None:
             raise UsageError(
@@ -106,10 +106,17 @@ def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
     and the two directories are exchanged atomically (Linux ``renameat2(RENAME_EXCHANGE)``), so
     a process killed at any moment leaves either the whole old directory or the whole new one.
     Elsewhere the swap is two renames and a kill between them leaves the old contents in a
-    hidden sibling. Stale siblings from killed processes are removed on the next call.
+    hidden sibling. Stale siblings from killed processes are removed on the next call. A folder
+    specnet did not make (``--force``) and the working directory are written in place instead.
     """
     folder = folder.resolve()
-    if Path.cwd().resolve().is_relative_to(folder):  # never move the directory we stand in
+    foreign = folder.is_dir() and read_marker(folder) is None and _has_content(folder)
+    if foreign or Path.cwd().resolve().is_relative_to(folder):
+        # a folder specnet did not make (reached with --force) is written in place, as is the
+        # one we stand in: neither is moved, nor its whole tree linked across
+        for name in replaces:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (folder / name).unlink()
         yield folder
         return
     for stale in folder.parent.glob(f".{folder.name}.*{TEMP_SUFFIX}"):
@@ -136,6 +143,10 @@ def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
         raise RuntimeFailure(f"{folder}: cannot write ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # after the exchange: the old contents
+
+
+def _has_content(folder: Path) -> bool:
+    return any(not entry.match(f".*{TEMP_SUFFIX}*") for entry in folder.iterdir())
 
 
 def _exchange(new: Path, old: Path) -> None:

@@ -60,3 +60,19 @@ def test_staged_folder_replaces_whole_and_keeps_foreign_files(
     assert (folder / "old.txt").read_text() == "replaced"
     assert (folder / "sub" / "mine.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["build"]  # no staging left behind
+
+
+def test_a_foreign_folder_is_written_in_place(tmp_path: Path) -> None:
+    """--force into a folder specnet did not make: no tree of the user's is moved or linked."""
+    from specnet import rundir
+
+    folder = tmp_path / "mine"
+    (folder / "photos").mkdir(parents=True)
+    (folder / "photos" / "a.jpg").write_bytes(b"jpeg")
+    (folder / "model.onnx").write_text("stale")
+    inode = (folder / "photos").stat().st_ino
+    with rundir.staged(folder, replaces={"model.onnx"}) as stage:
+        assert stage == folder.resolve()
+        (stage / "new.txt").write_text("new")
+    assert sorted(p.name for p in folder.iterdir()) == ["new.txt", "photos"]
+    assert (folder / "photos").stat().st_ino == inode
