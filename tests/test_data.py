@@ -84,6 +84,7 @@ def test_npz(tmp_path: Path) -> None:
         ({"x": np.zeros((4, 12)), "y": np.zeros(4, int)}, "expected \\(N, H, W\\[, C\\]\\)"),
         ({"x": np.zeros((4, 12, 10, 3)), "y": np.array([0, 1, 2, 7])}, "labels run from 0 to 7"),
         ({"x": np.full((4, 12, 10, 3), np.nan), "y": np.zeros(4, int)}, "NaN or infinite"),
+        ({"x": np.full((4, 12, 10, 3), -np.inf), "y": np.zeros(4, int)}, "NaN or infinite"),
         ({"x": np.zeros((4, 12, 10, 3)), "y": np.zeros(5, int)}, "expected \\(4,\\) class indices"),
         ({"x": np.zeros((4, 12, 10, 3)), "y": np.array([0.5, 1, 0, 1])}, "integer class indices"),
         ({"x": np.array([{"a": 1}] * 4, dtype=object), "y": np.zeros(4, int)}, "not a readable"),
