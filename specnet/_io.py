@@ -15,6 +15,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "current_umask",
+    "is_temporary",
     "sweep_temporaries",
 ]
 
@@ -50,9 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fchmod(
-                handle.fileno(), 0o666 & ~current_umask()
-            )  # mkstemp makes 0600; act like open()
+            mode = 0o666 & ~current_umask()  # mkstemp makes 0600; act like open()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, target)
@@ -74,14 +74,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: boo
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named as specnet names its temporaries (file or staging folder)."""
+    return path.name.startswith(".") and TEMP_SUFFIX in path.name
+
+
 def sweep_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files a killed specnet process left in ``folder`` (not below it).
 
     Only names specnet itself makes (``.<name>.<random>.specnet-tmp[.ext]``) are touched.
     """
     removed = []
-    for path in Path(folder).glob(f".*{TEMP_SUFFIX}*"):
-        if path.is_file() and not path.is_symlink():
+    for path in Path(folder).iterdir():
+        if is_temporary(path) and path.is_file() and not path.is_symlink():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             removed.append(path)

@@ -101,8 +101,10 @@ _FastLoader: type[Any] = (
 )
 
 
-def _fail(file: str, line: int, column: int, message: str, hint: str = "") -> SpecSyntaxError:
-    return SpecSyntaxError([Issue(file, line, column, "", message, hint)])
+def _fail(
+    file: str, line: int, column: int, message: str, hint: str = "", path: Path = ()
+) -> SpecSyntaxError:
+    return SpecSyntaxError([Issue(file, line, column, format_path(path), message, hint)])
 
 
 def _decode(raw: bytes, file: str) -> str:
@@ -175,10 +177,7 @@ class _Builder:
 
     def fail(self, node: Node, message: str, hint: str = "", path: Path = ()) -> SpecSyntaxError:
         mark = node.start_mark
-        issue = Issue(
-            self.out.file, mark.line + 1, mark.column + 1, format_path(path), message, hint
-        )
-        return SpecSyntaxError([issue])
+        return _fail(self.out.file, mark.line + 1, mark.column + 1, message, hint, path)
 
     def _tag(self, node: Node, path: Path) -> SpecSyntaxError:
         tag = node.tag.replace(_CORE, "!!")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet import __version__
-from specnet._io import TEMP_SUFFIX, atomic_write_text, current_umask
+from specnet._io import TEMP_SUFFIX, atomic_write_text, current_umask, is_temporary
 from specnet.errors import RuntimeFailure, UsageError
 
 __all__ = ["MARKER", "claim", "read_marker", "staged", "versions", "write_marker"]
@@ -119,8 +120,8 @@ def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
                 (folder / name).unlink()
         yield folder
         return
-    for stale in folder.parent.glob(f".{folder.name}.*{TEMP_SUFFIX}"):
-        if stale.is_dir() and not stale.is_symlink():
+    for stale in folder.parent.glob(f".{glob.escape(folder.name)}.*"):
+        if is_temporary(stale) and stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=folder.parent))
     try:
@@ -129,7 +130,7 @@ def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
         if folder.is_dir():
             for entry in folder.iterdir():
                 kept = stage / entry.name
-                if entry.name in replaces or kept.exists() or entry.match(f".*{TEMP_SUFFIX}*"):
+                if entry.name in replaces or kept.exists() or is_temporary(entry):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.copytree(entry, kept, symlinks=True, copy_function=os.link)
@@ -146,7 +147,7 @@ def staged(folder: Path, replaces: Collection[str]) -> Iterator[Path]:
 
 
 def _has_content(folder: Path) -> bool:
-    return any(not entry.match(f".*{TEMP_SUFFIX}*") for entry in folder.iterdir())
+    return any(not is_temporary(entry) for entry in folder.iterdir())
 
 
 def _exchange(new: Path, old: Path) -> None:

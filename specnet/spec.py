@@ -477,12 +477,10 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)} items"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {brief(value)}"
     if isinstance(value, int) and value.bit_length() > 64:  # repr fails past 4,300 digits
         return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return brief(value)
 
 
 def _lookup(data: object, loc: Path) -> tuple[Path, object]:
