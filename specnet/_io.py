@@ -84,7 +84,9 @@ def sweep_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
 
     Only names specnet itself makes (``.<name>.<random>.specnet-tmp[.ext]``) are touched.
     """
-    removed = []
+    removed: list[Path] = []
+    if not Path(folder).is_dir():  # e.g. checkpoints/ of a run killed before its first one
+        return removed
     for path in Path(folder).iterdir():
         if is_temporary(path) and path.is_file() and not path.is_symlink():
             with contextlib.suppress(FileNotFoundError):

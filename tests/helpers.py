@@ -31,7 +31,9 @@ def wait_for_epochs(run: Path, epochs: int, process: subprocess.Popen[bytes]) ->
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.01)
-    raise AssertionError("the run ended or stalled before it could be interrupted")
+    ended = process.poll() is not None
+    said = process.stderr.read().decode(errors="replace") if ended and process.stderr else ""
+    raise AssertionError(f"the run ended or stalled before it could be interrupted\n{said}")
 
 
 def batch(shape: tuple[int, ...], n: int = 6, seed: int = 0) -> np.ndarray:

@@ -126,7 +126,10 @@ def test_twenty_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
         else:
             point = f"{rng.uniform(0, 1 / 3):.2f} epoch"
             process = _start(run, spec, backend, env)
-            wait_for_epochs(run, _epochs_done(run) + 1, process)
+            try:
+                wait_for_epochs(run, _epochs_done(run) + 1, process)
+            except AssertionError as exc:
+                raise AssertionError(f"{why}: {exc}") from None
             time.sleep(float(point.split()[0]) * epoch)
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)

@@ -76,3 +76,9 @@ def test_a_foreign_folder_is_written_in_place(tmp_path: Path) -> None:
         (stage / "new.txt").write_text("new")
     assert sorted(p.name for p in folder.iterdir()) == ["new.txt", "photos"]
     assert (folder / "photos").stat().st_ino == inode
+
+
+def test_sweeping_a_folder_that_does_not_exist_is_a_no_op(tmp_path: Path) -> None:
+    from specnet._io import sweep_temporaries
+
+    assert sweep_temporaries(tmp_path / "checkpoints") == []
