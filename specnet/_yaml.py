@@ -64,6 +64,8 @@ class Located:
     data: Any
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    #: paths of scalars written in quotes ("64"): a hint to remove quotes applies only there
+    quoted: set[Path] = field(default_factory=set)
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Position of ``path`` (its key if ``key``), else of its nearest located ancestor."""
@@ -141,11 +143,49 @@ def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> SpecSyntaxError:
         )
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
+        indented = _misindented(text, mark.line, exc.problem or "")
+        if indented is not None:
+            line, column, message, hint = indented
+            return _fail(file, line, column, message, hint)
         problem = (exc.problem or "invalid YAML").replace("\t", "\\t")
         context = f" ({exc.context})" if exc.context else ""
         hint = "indent with spaces, not tabs" if "'\\t'" in problem else ""
         return _fail(file, mark.line + 1, mark.column + 1, f"YAML syntax: {problem}{context}", hint)
     return _fail(file, 1, 1, f"YAML syntax: {type(exc).__name__}")
+
+
+_KEY = re.compile(r"^( *)(?:- +)?([^\s:#'\"{\[-][^:#]*?) *:(?: |$)")
+
+
+def _misindented(text: str, line: int, problem: str) -> tuple[int, int, str, str] | None:
+    """For PyYAML's indentation errors ("mapping values are not allowed here", "expected
+    <block end>"): the key on the failing line (0-based ``line``) and the one above it that it
+    should line up with, as (line, column, message, hint); None when it is something else."""
+    if "mapping values are not allowed" not in problem and "expected <block end>" not in problem:
+        return None
+    lines = text.splitlines()
+    if line >= len(lines):
+        return None
+    here = _KEY.match(lines[line])
+    if here is None:
+        return None
+    column = here.start(2) + 1
+    for above in range(line - 1, -1, -1):
+        other = _KEY.match(lines[above])
+        if other is None:
+            continue
+        other_column = other.start(2) + 1
+        if other_column == column:
+            return None
+        key, parent = here.group(2), other.group(2)
+        return (
+            line + 1,
+            column,
+            f"YAML indentation: `{brief(key, 30)[1:-1]}:` starts at column {column}, but "
+            f"`{brief(parent, 30)[1:-1]}:` on line {above + 1} starts at column {other_column}",
+            "the keys of one mapping must start in the same column (indent with spaces)",
+        )
+    return None
 
 
 def _check_depth(text: str, file: str, loader: type[Any]) -> None:
@@ -209,6 +249,8 @@ class _Builder:
     def scalar(self, node: ScalarNode, path: Path) -> Any:
         value: str = node.value
         if node.tag == f"{_CORE}str":
+            if node.style in ("'", '"'):
+                self.out.quoted.add(path)
             return value
         if node.tag != _PLAIN:
             if node.tag not in _ALLOWED_TAGS:

@@ -8,15 +8,20 @@ A :class:`~specnet.errors.SpecnetError` is printed as one message with no traceb
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
+import re
+import shlex
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from specnet import __version__
-from specnet.errors import SpecError, SpecnetError, UsageError
+from specnet.errors import NothingToDo, SpecError, SpecnetError, UsageError
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports the library lazily, per verb
     from specnet.shapes import Limits, Plan
@@ -26,7 +31,7 @@ __all__ = ["main"]
 EXAMPLES = """\
 examples:
   specnet init my_net.yaml                     write a starter spec
-  specnet validate specs/*.yaml                check specs (exit 2 on the first bad one)
+  specnet validate specs/*.yaml                check specs (every problem of each; exit 2 if any)
   specnet summary specs/seed_cnn.yaml          layers, output shapes, parameters, FLOPs
   specnet summary specs/seed_cnn.yaml --json   the same as JSON
   specnet schema -o specnet.schema.json        JSON Schema for editors (draft-07)
@@ -43,9 +48,19 @@ exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for traceb
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`UsageError` (exit 2, one line) instead of exiting itself."""
+    """argparse that raises :class:`UsageError` (exit 2, one line) instead of exiting itself,
+    with a "did you mean" for a mistyped verb or choice."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        wrong = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(3)) or [
+                c.strip() for c in wrong.group(3).split(",")
+            ]
+            close = difflib.get_close_matches(wrong.group(2), choices, n=1, cutoff=0.5)
+            what = "verb" if wrong.group(1) == "VERB" else wrong.group(1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown {what} {wrong.group(2)!r}{hint} (choose from {', '.join(choices)})"
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
@@ -58,11 +73,51 @@ def _limits(args: argparse.Namespace) -> Limits:
     )
 
 
-def _plan(path: str, args: argparse.Namespace) -> Plan:
-    from specnet.shapes import infer
+def _plan(path: str, args: argparse.Namespace, warn: bool = True) -> Plan:
+    from specnet.shapes import advice, infer
     from specnet.spec import load_spec
 
-    return infer(load_spec(path), _limits(args))
+    plan = infer(load_spec(path), _limits(args))
+    if warn:
+        for issue in advice(plan.spec):
+            print(issue, file=sys.stderr)
+    return plan
+
+
+def _warn_spec(path: str | None) -> None:
+    """Print a spec's warnings (verbs that load it inside the library)."""
+    if path is None:
+        return
+    from specnet.shapes import advice
+    from specnet.spec import load_spec
+
+    for issue in advice(load_spec(path)):
+        print(issue, file=sys.stderr)
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines on stderr, one per step; nothing with --quiet or --json."""
+    if getattr(args, "quiet", False) or getattr(args, "json", False):
+        return lambda line: None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def _data(args: argparse.Namespace, base: Path | None = None) -> Any:
+    """``--data`` (with ``--pixel-range``) as a data source, or None."""
+    from specnet.data import anchored, parse_data_option
+    from specnet.spec import NpzData
+
+    pixel_range = getattr(args, "pixel_range", None)
+    if args.data is None:
+        if pixel_range is not None:
+            raise UsageError("--pixel-range needs --data FILE.npz (or set data.pixel_range)")
+        return None
+    source = parse_data_option(args.data)
+    if pixel_range is not None:
+        if not isinstance(source, NpzData):
+            raise UsageError("--pixel-range applies to .npz data only")
+        source = source.model_copy(update={"pixel_range": pixel_range})
+    return anchored(source, base) if base is not None else source
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -99,27 +154,34 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     from specnet.schema import json_schema_text
 
     text = json_schema_text()
-    if args.output is None:
+    if args.out is None:
         sys.stdout.write(text)
     else:
-        atomic_write_text(args.output, text, overwrite=args.force)
-        print(f"wrote {args.output}", file=sys.stderr)
+        atomic_write_text(args.out, text, overwrite=args.force)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from specnet._io import atomic_write_text
     from specnet.schema import json_schema_text
-    from specnet.templates import starter_spec
+    from specnet.templates import folder_spec, starter_spec
 
     target = Path(args.path)
-    atomic_write_text(target, starter_spec(target.stem), overwrite=args.force)
+    if not args.force and target.exists():  # before reading a folder of images
+        raise UsageError(f"{target}: already exists; pass --force to replace it")
+    text = (
+        starter_spec(target.stem, str(target))
+        if args.from_folder is None
+        else folder_spec(target, Path(args.from_folder))
+    )
+    atomic_write_text(target, text, overwrite=args.force)
     print(f"wrote {target}")
     schema = target.parent / "specnet.schema.json"
     if not schema.exists():
         atomic_write_text(schema, json_schema_text(), overwrite=False)
         print(f"wrote {schema} (editors with yaml-language-server validate as you type)")
-    print(f"next: specnet summary {target}")
+    print(f"next: specnet summary {shlex.quote(str(target))}")
     return 0
 
 
@@ -127,6 +189,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from specnet.build import build
 
     limits = _limits(args)
+    _warn_spec(args.spec)
     result = build(
         args.spec,
         args.backend,
@@ -138,6 +201,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         limits=limits,
     )
     plan = result.plan
+    for note in result.notes:
+        print(f"specnet: {note}", file=sys.stderr)
     print(
         f"built {plan.name} with {result.backend}: {plan.total_params:,} params, "
         f"output {plan.output_shape}"
@@ -168,7 +233,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
     from specnet.backends import TrainOptions
-    from specnet.data import parse_data_option
     from specnet.progress import Progress
     from specnet.train import train
 
@@ -188,10 +252,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     mode = "quiet" if args.quiet else "json" if args.json else "auto"
     if args.spec is None and args.resume is None:
         raise UsageError("train needs a SPEC or --resume RUN")
+    if args.resume is None:
+        _warn_spec(args.spec)
+    overrides = {
+        key: getattr(args, key)
+        for key in ("batch_size", "learning_rate", "seed")
+        if getattr(args, key) is not None
+    }
     result = train(
         args.spec,
         args.backend,
-        data=parse_data_option(args.data) if args.data else None,
+        data=_data(args),
         epochs=args.epochs,
         out=args.out,
         resume=args.resume,
@@ -200,6 +271,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=Progress(mode),
         limits=_limits(args),
         options=TrainOptions(args.compile, args.device, args.strategy, args.replicas),
+        overrides=overrides,
     )
     worker = int(os.environ.get("WORLD_SIZE", "1")) > 1
     history = result.history
@@ -211,9 +283,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if worker and os.environ.get("RANK", "0") != "0":
         pass  # rank 0 reports for the run
     elif args.json:
-        print(json.dumps({"finished": summary}))
+        print(json.dumps({"finished": _json_safe(summary)}, allow_nan=False))
     elif not args.quiet:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
+        metrics = ", ".join(
+            f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)
+        )
         print(f"trained {result.plan.name} with {result.backend}: {metrics}")
         print(f"run directory: {result.out}")
     if worker:
@@ -226,21 +300,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null: what strict JSON parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from specnet.data import anchored, parse_data_option
     from specnet.evaluate import evaluate
 
-    data = anchored(parse_data_option(args.data), Path.cwd()) if args.data else None
-    result = evaluate(args.run, data, args.backend)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.text())
+    result = evaluate(args.run, _data(args, Path.cwd()), args.backend)
+    if args.json:
+        print(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False))
+    else:
+        print(result.text())
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from specnet.evaluate import predict, predictions_text
+    from specnet.evaluate import predict, predictions_csv, predictions_text
 
-    results = predict(args.run, args.inputs, args.backend)
-    print(json.dumps(results, indent=2) if args.json else predictions_text(results))
+    form = "json" if args.json else args.format
+    results = predict(args.run, args.inputs, args.backend, args.top_k, args.pixel_range)
+    if form == "json":
+        print(json.dumps(results, indent=2, allow_nan=False))
+    elif form == "csv":
+        sys.stdout.write(predictions_csv(results))
+    else:
+        print(predictions_text(results, args.top_k or 4))
     return 0
 
 
@@ -258,8 +350,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         via=args.via,
         layout=args.layout,
         opset=args.opset,
-        output=args.output,
+        output=args.out,
         force=args.force,
+        log=_say(args),
     )
     info = describe(path)
     if args.json:
@@ -278,27 +371,100 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_parity(args: argparse.Namespace) -> int:
     from specnet.parity import parity
 
-    runtimes = args.backends.split(",") if args.backends else None
-    report = parity(args.target, runtimes, batch=args.batch)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    runtimes = [name.strip() for name in args.backends.split(",")] if args.backends else None
+    report = parity(args.target, runtimes, batch=args.batch, log=_say(args))
+    print(json.dumps(_json_safe(report.to_dict()), indent=2) if args.json else report.text())
     return 0 if report.ok else 1
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+def _number(kind: Callable[[str], Any], low: float | None, what: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float), at least ``low`` (exclusive for floats
+    with low 0), with a message that says what was expected."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}")
+        if low is not None and (value < low or (kind is float and low == 0 and value == 0)):
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE = _number(int, 1, "a positive integer")
+NATURAL = _number(int, 0, "a non-negative integer")
+POSITIVE_REAL = _number(float, 0, "a positive number")
+
+
+def _pixel_range(text: str) -> tuple[float, float]:
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH such as 0,255, received {text!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with LOW < HIGH, received {text!r}")
+    return low, high
 
 
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-params",
-        type=int,
+        type=POSITIVE,
         default=100_000_000,
         metavar="N",
-        help="refuse networks with more parameters (default 100,000,000)",
+        help="refuse networks with more parameters (default: %(default)s)",
     )
     parser.add_argument(
         "--max-activation-mb",
-        type=float,
+        type=POSITIVE_REAL,
         default=4096.0,
         metavar="MB",
-        help="refuse networks whose activations for one batch exceed this (default 4096)",
+        help="refuse networks whose activations for one training batch exceed this "
+        "(default: %(default)s)",
     )
+
+
+def _add_out(parser: argparse.ArgumentParser, metavar: str, help: str) -> None:
+    """``-o/--out``: the one spelling of an output path on every verb."""
+    parser.add_argument("-o", "--out", dest="out", metavar=metavar, help=help)
+
+
+# ----------------------------------------------------------------------------- the parser
+
+VERB_EXAMPLES = {
+    "validate": "specnet validate specs/seed_cnn.yaml specs/strides_same.yaml",
+    "summary": "specnet summary specs/seed_cnn.yaml --json",
+    "schema": "specnet schema -o specnet.schema.json",
+    "init": "specnet init my_net.yaml --from-folder photos/",
+    "build": "specnet build specs/seed_cnn.yaml --backend torch --emit-source model.py",
+    "train": "specnet train specs/seed_cnn.yaml --backend torch --epochs 3 --batch-size 64",
+    "evaluate": "specnet evaluate runs/seed_cnn/torch-1 --json",
+    "predict": "specnet predict runs/seed_cnn/torch-1 photos/ --format csv --top-k 2",
+    "export": "specnet export runs/seed_cnn/torch-1 --onnx --via direct -o model.onnx",
+    "parity": "specnet parity specs/seed_cnn.yaml --backends keras,torch,onnx",
+}
+
+
+def _verb(verbs: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A verb's parser: its description wrapped, its example kept as written."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 88),
+        epilog=f"example:\n  {VERB_EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -313,113 +479,328 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
-    validate = verbs.add_parser("validate", help="check specs: fields, shapes, limits")
-    validate.add_argument("specs", nargs="+", metavar="SPEC")
+    validate = _verb(
+        verbs,
+        "validate",
+        "check specs: fields, shapes, limits",
+        "Load and check every SPEC (all of them, reporting each problem with its file, line, "
+        "column and field), infer its shapes and check the size limits; warnings (such as a "
+        "channels-first input_shape) go to stderr. Imports no framework. Exit 2 if any is "
+        "invalid.",
+    )
+    validate.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML)")
     _add_limits(validate)
     validate.set_defaults(handler=_cmd_validate)
 
-    summary = verbs.add_parser("summary", help="print layers, output shapes, params and FLOPs")
-    summary.add_argument("spec", metavar="SPEC")
+    summary = _verb(
+        verbs,
+        "summary",
+        "print layers, output shapes, params and FLOPs",
+        "A table like Keras's model.summary(), plus FLOPs per example and activation memory "
+        "per batch. Imports no framework.",
+    )
+    summary.add_argument("spec", metavar="SPEC", help="a spec file")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_limits(summary)
     summary.set_defaults(handler=_cmd_summary)
 
-    schema = verbs.add_parser("schema", help="print the JSON Schema (draft-07) of spec files")
-    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
+    schema = _verb(
+        verbs,
+        "schema",
+        "print the JSON Schema (draft-07) of spec files",
+        "The JSON Schema editors use to complete and check specs as you type.",
+    )
+    _add_out(schema, "FILE", "write it to FILE (default: print it)")
     schema.add_argument("--force", action="store_true", help="replace FILE if it exists")
     schema.set_defaults(handler=_cmd_schema)
 
-    build = verbs.add_parser(
-        "build", help="build the native model and canonical weights in a build directory"
+    init = _verb(
+        verbs,
+        "init",
+        "write a starter spec",
+        "Write a commented starter spec (the classic Keras CNN) and, beside it, the JSON "
+        "Schema for editors. With --from-folder, input_shape and class_names come from an "
+        "image folder (one subfolder per class) and data points at it.",
     )
-    build.add_argument("spec", metavar="SPEC")
-    build.add_argument("--backend", choices=["keras", "torch"], default="keras")
-    build.add_argument("--out", metavar="DIR", help="build directory (default build/<spec name>)")
+    init.add_argument(
+        "path",
+        nargs="?",
+        default="spec.yaml",
+        metavar="PATH",
+        help="the spec to write (default: %(default)s)",
+    )
+    init.add_argument(
+        "--from-folder",
+        metavar="DIR",
+        help="fill input_shape, class_names and data from an image folder",
+    )
+    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    init.set_defaults(handler=_cmd_init)
+
+    build = _verb(
+        verbs,
+        "build",
+        "build the native model and canonical weights in a build directory",
+        "Build SPEC in one framework and write a build directory: the native model, canonical "
+        "weights (weights.safetensors, readable by every backend), the resolved spec and a "
+        "summary. Building the same spec and weights with the other backend into the same "
+        "folder keeps both native models.",
+    )
+    build.add_argument("spec", metavar="SPEC", help="a spec file")
     build.add_argument(
-        "--seed", type=int, metavar="N", help="initializer seed (default train.seed)"
+        "--backend",
+        choices=["keras", "torch"],
+        default="keras",
+        help="the framework (default: %(default)s)",
+    )
+    _add_out(build, "DIR", "build directory (default: build/<spec name>)")
+    build.add_argument(
+        "--seed",
+        type=NATURAL,
+        metavar="N",
+        help="initializer seed (default: the spec's train.seed)",
     )
     build.add_argument(
-        "--weights", metavar="FILE", help="canonical weights (a file or a build/run directory)"
+        "--weights",
+        metavar="FILE|DIR",
+        help="canonical weights: a .safetensors file or a build/run directory "
+        "(default: drawn from the spec's initializers)",
     )
-    build.add_argument("--emit-source", metavar="FILE", help="also write standalone Python source")
-    build.add_argument("--force", action="store_true", help="replace what --out or FILE holds")
+    build.add_argument(
+        "--emit-source",
+        metavar="FILE",
+        help="also write standalone Python source for the framework",
+    )
+    build.add_argument(
+        "--force", action="store_true", help="replace what the output folder or FILE holds"
+    )
     _add_limits(build)
     build.set_defaults(handler=_cmd_build)
 
-    train = verbs.add_parser("train", help="train a spec on its data; writes a run directory")
-    train.add_argument("spec", nargs="?", metavar="SPEC")
-    train.add_argument("--backend", choices=["keras", "torch"], default="keras")
-    train.add_argument("--data", metavar="SOURCE", help="synthetic, digits, FILE.npz or a folder")
-    train.add_argument("--epochs", type=int, metavar="N", help="override train.epochs")
-    train.add_argument(
-        "--out", metavar="RUN", help="run directory (default runs/<spec>/<backend>-N)"
+    train = _verb(
+        verbs,
+        "train",
+        "train a spec on its data; writes a run directory",
+        "Train SPEC with Keras's compile/fit semantics in either framework and write a run "
+        "directory (weights, native model, metrics, curves, checkpoints). --resume continues "
+        "a run exactly where it stopped. --epochs, --batch-size, --learning-rate and --seed "
+        "override the spec's train section for this run and are recorded in its resolved spec.",
     )
+    train.add_argument("spec", nargs="?", metavar="SPEC", help="a spec file (not with --resume)")
+    train.add_argument(
+        "--backend",
+        choices=["keras", "torch"],
+        help="the framework (default: keras; on --resume, the run's)",
+    )
+    train.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="synthetic, digits, FILE.npz or an image folder "
+        "(default: the spec's data section, else synthetic)",
+    )
+    train.add_argument(
+        "--pixel-range",
+        type=_pixel_range,
+        metavar="LOW,HIGH",
+        help="what the .npz pixel values span, mapped to [0, 1] "
+        "(default: uint8 ÷ 255, uint16 ÷ 65535; floats must be in [0, 1])",
+    )
+    train.add_argument("--epochs", type=POSITIVE, metavar="N", help="override train.epochs")
+    train.add_argument("--batch-size", type=POSITIVE, metavar="N", help="override train.batch_size")
+    train.add_argument(
+        "--learning-rate",
+        type=POSITIVE_REAL,
+        metavar="LR",
+        help="override the optimizer's learning_rate",
+    )
+    train.add_argument("--seed", type=NATURAL, metavar="N", help="override train.seed")
+    _add_out(train, "RUN", "run directory (default: runs/<spec name>/<backend>-N)")
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
-    train.add_argument("--weights", metavar="FILE", help="start from canonical weights")
-    train.add_argument("--force", action="store_true", help="replace what --out holds")
+    train.add_argument(
+        "--weights",
+        metavar="FILE|DIR",
+        help="start from canonical weights (a file or a build/run directory)",
+    )
+    train.add_argument(
+        "--force", action="store_true", help="replace the run the output folder holds"
+    )
     train.add_argument(
         "--compile",
         action="store_true",
         help="XLA (Keras) or torch.compile (PyTorch); opt-in, see benchmarks/README.md",
     )
-    train.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    train.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="cpu",
+        help="where to train (default: %(default)s; cuda fails without a GPU)",
+    )
     train.add_argument(
         "--strategy",
         choices=["mirrored", "multi-worker"],
         help="Keras: MirroredStrategy (GPUs) or MultiWorkerMirroredStrategy (TF_CONFIG)",
     )
     train.add_argument(
-        "--replicas", type=int, default=0, metavar="N", help="mirrored on CPU: N logical devices"
+        "--replicas",
+        type=NATURAL,
+        default=0,
+        metavar="N",
+        help="with --strategy mirrored on CPU: N logical devices (default: %(default)s, one)",
     )
-    train.add_argument("--nproc", type=int, default=1, metavar="N", help="PyTorch workers (DDP)")
-    train.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines (DDP)")
-    train.add_argument("--node-rank", type=int, default=0, metavar="I", help="this machine's rank")
-    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous for --nnodes > 1")
+    train.add_argument(
+        "--nproc",
+        type=POSITIVE,
+        default=1,
+        metavar="N",
+        help="PyTorch DDP workers on this machine (default: %(default)s)",
+    )
+    train.add_argument(
+        "--nnodes",
+        type=POSITIVE,
+        default=1,
+        metavar="N",
+        help="machines taking part (default: %(default)s)",
+    )
+    train.add_argument(
+        "--node-rank",
+        type=NATURAL,
+        default=0,
+        metavar="I",
+        help="this machine's rank (default: %(default)s)",
+    )
+    train.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address for --nnodes > 1"
+    )
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     _add_limits(train)
     train.set_defaults(handler=_cmd_train)
 
-    evaluate = verbs.add_parser("evaluate", help="loss, accuracy, per-class report of a run")
-    evaluate.add_argument("run", metavar="RUN")
-    evaluate.add_argument(
-        "--data", metavar="SOURCE", help="synthetic, digits, FILE.npz or a folder"
+    evaluate = _verb(
+        verbs,
+        "evaluate",
+        "loss, accuracy, per-class report of a run",
+        "Loss, accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
+        "run (or a build), on its data's test split if it has one, else its validation split, "
+        "or on all of --data.",
     )
-    evaluate.add_argument("--backend", choices=["keras", "torch"], help="default: the run's")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("run", metavar="RUN", help="a run or build directory")
+    evaluate.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="synthetic, digits, FILE.npz or an image folder (default: the run's own data)",
+    )
+    evaluate.add_argument(
+        "--pixel-range",
+        type=_pixel_range,
+        metavar="LOW,HIGH",
+        help="what the .npz pixel values span (see train)",
+    )
+    evaluate.add_argument(
+        "--backend", choices=["keras", "torch"], help="the framework (default: the run's)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a report")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    predict = verbs.add_parser("predict", help="classify images or an .npz with a run")
-    predict.add_argument("run", metavar="RUN")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or .npz (x)")
-    predict.add_argument(
-        "--backend", choices=["keras", "torch", "onnx"], help="default: onnx (ONNX Runtime)"
+    predict = _verb(
+        verbs,
+        "predict",
+        "classify images, folders of them, or an .npz with a run",
+        "The class and probabilities of each input: image files, folders (every image below "
+        "them, recursively; dot-entries skipped) or .npz files (array x). Images are read as "
+        "for training: RGB (or grey), bilinear resize to the input size, scaled to [0, 1].",
     )
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("run", metavar="RUN", help="a run or build directory")
+    predict.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders or .npz files"
+    )
+    predict.add_argument(
+        "--backend",
+        choices=["keras", "torch", "onnx"],
+        help="the runtime (default: onnx, ONNX Runtime on the direct graph)",
+    )
+    predict.add_argument(
+        "--format",
+        choices=["text", "json", "csv"],
+        default="text",
+        help="output format (default: %(default)s)",
+    )
+    predict.add_argument("--json", action="store_true", help="the same as --format json")
+    predict.add_argument(
+        "--top-k",
+        type=POSITIVE,
+        metavar="K",
+        help="show the K most likely classes (default: 4 in text, all in json and csv)",
+    )
+    predict.add_argument(
+        "--pixel-range",
+        type=_pixel_range,
+        metavar="LOW,HIGH",
+        help="what .npz pixel values span (see train)",
+    )
     predict.set_defaults(handler=_cmd_predict)
 
-    export = verbs.add_parser("export", help="export a build or run to ONNX (one I/O contract)")
-    export.add_argument("run", nargs="?", metavar="RUN", help="default: the most recent one")
+    export = _verb(
+        verbs,
+        "export",
+        "export a build or run to ONNX (one I/O contract)",
+        "Write an ONNX file that meets specnet's I/O contract (one float32 input 'input', one "
+        "output 'output', dynamic batch), check it with onnx.checker, load it in ONNX Runtime "
+        "and compare it with the native model before it takes its final name.",
+    )
+    export.add_argument(
+        "run",
+        nargs="?",
+        metavar="RUN",
+        help="a run or build directory (default: the most recent one)",
+    )
     export.add_argument("--onnx", action="store_true", help="export to ONNX (the only format)")
-    export.add_argument("--via", choices=["keras", "torch", "direct"], help="default: the run's")
-    export.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc")
-    export.add_argument("--opset", type=int, default=18, metavar="N", help="13 or newer (18)")
-    export.add_argument("-o", "--output", metavar="FILE", help="default: RUN/model.onnx")
+    export.add_argument(
+        "--via",
+        choices=["keras", "torch", "direct"],
+        help="the exporter (default: the run's backend)",
+    )
+    export.add_argument(
+        "--layout",
+        choices=["nhwc", "nchw"],
+        default="nhwc",
+        help="the input's layout (default: %(default)s)",
+    )
+    export.add_argument(
+        "--opset",
+        type=POSITIVE,
+        default=18,
+        metavar="N",
+        help="ONNX opset, 13 or newer (default: %(default)s)",
+    )
+    _add_out(export, "FILE", "the ONNX file (default: RUN/model.onnx)")
     export.add_argument("--force", action="store_true", help="replace FILE if it exists")
     export.add_argument("--json", action="store_true", help="print the signature as JSON")
+    export.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     export.set_defaults(handler=_cmd_export)
 
-    parity = verbs.add_parser("parity", help="compare Keras, PyTorch and ONNX runtimes")
-    parity.add_argument("target", metavar="SPEC|RUN")
-    parity.add_argument("--backends", metavar="LIST", help="comma-separated runtimes (default all)")
-    parity.add_argument("--batch", type=int, default=8, metavar="N")
-    parity.add_argument("--json", action="store_true")
+    parity = _verb(
+        verbs,
+        "parity",
+        "compare Keras, PyTorch and ONNX runtimes",
+        "Put the same weights (seeded for a SPEC, trained for a RUN) into every runtime, run "
+        "one batch through all of them and compare every pair on the outputs before softmax. "
+        "Exit 1 if any pair is over tolerance.",
+    )
+    parity.add_argument("target", metavar="SPEC|RUN", help="a spec file or a run/build directory")
+    parity.add_argument(
+        "--backends", metavar="LIST", help="comma-separated runtimes, at least two (default: all)"
+    )
+    parity.add_argument(
+        "--batch",
+        type=POSITIVE,
+        default=8,
+        metavar="N",
+        help="examples in the batch (default: %(default)s)",
+    )
+    parity.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parity.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parity.set_defaults(handler=_cmd_parity)
-
-    init = verbs.add_parser("init", help="write a starter spec")
-    init.add_argument("path", nargs="?", default="spec.yaml", metavar="PATH")
-    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
-    init.set_defaults(handler=_cmd_init)
     return parser
 
 
@@ -435,6 +816,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().print_help()
             return 2
         return run(args)
+    except NothingToDo as exc:
+        print(f"specnet: {exc}", file=sys.stderr)
+        return 0
     except SpecnetError as exc:
         if debug:
             traceback.print_exc()

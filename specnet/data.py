@@ -20,6 +20,7 @@ backend, which is what makes training parity and exact resume possible.
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specnet._frameworks import require
-from specnet.errors import UsageError
+from specnet.errors import UsageError, brief
+from specnet.shapes import channels_last_guess
 from specnet.spec import DigitsData, FolderData, NpzData, Spec, SyntheticData
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 # what NumPy raises for a file that is not a whole .npz (truncated, empty, not a zip)
 _BAD_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+Names = list[str] | None
 
 __all__ = [
     "Dataset",
@@ -82,6 +85,7 @@ class Dataset:
             "validation": len(self.x_val),
             "test": 0 if self.x_test is None else len(self.x_test),
             "classes": self.class_names,
+            "notes": self.notes,
         }
 
 
@@ -122,22 +126,73 @@ def parse_data_option(text: str) -> Any:
 
 
 def load_data(
-    spec: Spec, classes: int, data: Any = None, base: Path | None = None, seed: int | None = None
+    spec: Spec,
+    classes: int,
+    data: Any = None,
+    base: Path | None = None,
+    seed: int | None = None,
+    class_names: list[str] | None = None,
 ) -> Dataset:
-    """Load the spec's data (or ``data``); ``classes`` is what the network outputs."""
+    """Load the spec's data (or ``data``); ``classes`` is what the network outputs.
+
+    Labels follow the class names: ``class_names`` (a trained run's) or the spec's, when
+    given. A source whose classes have names of their own (an image folder's subfolders, the
+    digits) is mapped onto them by name, in any order, and refused when the names differ; a
+    source with bare indices (``.npz``) is labelled by them in order.
+    """
     source = data if data is not None else spec.data or SyntheticData(source="synthetic")
     base = base or Path(".")
     seed = spec.train.seed if seed is None else seed
-    x, y, names, test = _LOADERS[type(source)](source, spec, classes, base, seed)
-    names = spec.class_names or names
+    wanted = class_names or spec.class_names
+    notes: list[str] = []
+    x, y, names, test = _LOADERS[type(source)](source, spec, classes, base, seed, wanted, notes)
+    what = _describe(source)
+    if names is not None and wanted is not None and list(names) != list(wanted):
+        y, test = _relabel(y, test, list(names), list(wanted), what)
+    names = wanted or names or [str(i) for i in range(classes)]
     _check_labels(y, classes, source)
     cut = math.floor(len(x) * (1.0 - spec.train.validation_split))  # as Keras's fit splits
-    dataset = Dataset(x[:cut], y[:cut], x[cut:], y[cut:], list(names), _describe(source))
+    dataset = Dataset(x[:cut], y[:cut], x[cut:], y[cut:], list(names), what, notes=notes)
     if test is not None:
         dataset.x_test, dataset.y_test = test
     if len(dataset.x_train) == 0:
         raise UsageError(f"{dataset.source}: no training samples left after the validation split")
     return dataset
+
+
+def _relabel(
+    y: np.ndarray, test: Any, found: list[str], wanted: list[str], what: str
+) -> tuple[Any, Any]:
+    """Labels numbered in the data's own class order → numbered in ``wanted``'s order."""
+    np = require("numpy")
+    if sorted(found) != sorted(wanted):
+        missing = [name for name in wanted if name not in found]
+        extra = [name for name in found if name not in wanted]
+        detail = "; ".join(
+            part
+            for part in (
+                f"no data for {brief_list(missing)}" if missing else "",
+                f"not in class_names: {brief_list(extra)}" if extra else "",
+            )
+            if part
+        )
+        raise UsageError(
+            f"{what}: the data's classes {brief_list(found)} are not the class names "
+            f"{brief_list(wanted)} ({detail}); rename the class folders or fix class_names "
+            "(labels follow the names, in any order)"
+        )
+    table = np.asarray([wanted.index(name) for name in found], np.int64)
+    moved = table[y]
+    if test is not None:
+        test = (test[0], table[test[1]])
+    return moved, test
+
+
+def brief_list(names: list[str], limit: int = 12) -> str:
+    """``[a, b, c]`` for messages, at most ``limit`` names (then a count)."""
+    shown = ", ".join(brief(name, 30) for name in names[:limit])
+    more = f", … {len(names) - limit} more" if len(names) > limit else ""
+    return f"[{shown}{more}]"
 
 
 def _describe(source: Any) -> str:
@@ -161,22 +216,37 @@ def _check_labels(y: np.ndarray, classes: int, source: Any) -> None:
 
 
 def synthetic(
-    n: int, shape: tuple[int, ...], classes: int, by: str, seed: int, noise: float = 0.1
+    n: int,
+    shape: tuple[int, ...],
+    classes: int,
+    by: str,
+    seed: int,
+    noise: float = 0.1,
+    names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``n`` images of ``shape`` (H, W, C): one shape per image on a noisy background."""
+    """``n`` images of ``shape`` (H, W, C): one shape per image on a noisy background.
+
+    Class ``i`` is the ``i``-th colour (or shape) of :data:`COLOURS` (:data:`SHAPES`), unless
+    ``names`` lists known colours (shapes): then class ``i`` is drawn as ``names[i]``, so that
+    ``class_names: [red, blue, yellow]`` means what it says."""
     np = require("numpy")
     h, w, c = shape
     rng = np.random.default_rng([seed, 0xDA7A])
     y = rng.integers(0, classes, size=n)
     by_colour = by in ("colour", "color")
-    names = _synthetic_names(classes, by_colour)
+    known = list(COLOURS) if by_colour else list(SHAPES)
+    drawn = names if names and len(names) == classes and set(names) <= set(known) else None
+    names = list(drawn) if drawn else _synthetic_names(classes, by_colour)
+    index = np.asarray(
+        [known.index(name) for name in drawn] if drawn else np.arange(classes) % len(known)
+    )
     colours = np.array(list(COLOURS.values()))
     if by_colour:
-        colour = colours[y % len(colours)]
+        colour = colours[index[y]]
         kind = rng.integers(0, len(SHAPES), size=n)
     else:
         colour = colours[rng.integers(0, len(colours), size=n)]
-        kind = y % len(SHAPES)
+        kind = index[y]
     size = min(h, w)
     radius = rng.uniform(0.2, 0.4, size=n) * size
     cy = rng.uniform(0.35, 0.65, size=n) * h
@@ -214,26 +284,59 @@ def _synthetic_names(classes: int, by_colour: bool) -> list[str]:
 
 
 def _load_synthetic(
-    source: SyntheticData, spec: Spec, classes: int, base: Path, seed: int
-) -> tuple[Any, Any, list[str], Any]:
+    source: SyntheticData,
+    spec: Spec,
+    classes: int,
+    base: Path,
+    seed: int,
+    wanted: Names,
+    notes: list[str],
+) -> tuple[Any, Any, Names, Any]:
     if classes < 2:
         raise UsageError(
             "the built-in data set needs a network with at least 2 outputs (one per class)"
         )
     x, y, names = synthetic(
-        source.samples, spec.input_shape, classes, source.classes_by, seed, source.noise
+        source.samples, spec.input_shape, classes, source.classes_by, seed, source.noise, wanted
     )
-    return x, y, names, None
+    # drawn as the wanted names when they are colours (shapes), else labelled by index
+    return x, y, None if wanted else names, None
 
 
 # ----------------------------------------------------------------------------- files
 
 
-def fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
-    """(N, H, W, C) float images in [0, 1] → the input shape: resize (Pillow) and fix channels."""
+def channel_hint(found: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """Why an NHWC batch of shape ``found`` may not have the spec's channel count."""
+    c = shape[-1]
+    if len(found) == 4 and found[1] == c and found[3] not in (1, 3, 4) and found[3] != c:
+        return (
+            f"; the array looks channels-first (N, C, H, W) = {found}: transpose it to "
+            f"(N, H, W, C) with x.transpose(0, 2, 3, 1)"
+        )
+    guess = channels_last_guess(shape)
+    if guess is not None:
+        return f"; the spec's input_shape {list(shape)} looks channels-first: write {list(guess)}"
+    return ""
+
+
+def fit_images(
+    x: np.ndarray, shape: tuple[int, ...], what: str, notes: list[str] | None = None
+) -> Any:
+    """(N, H, W, C) float images in [0, 1] → the input size (bilinear, Pillow).
+
+    The channel count must already be the spec's: converting 3 channels into 32 (a
+    channels-first shape read as channels-last) would train on garbage without a word."""
     np = require("numpy")
     h, w, c = shape
+    if x.shape[-1] != c:
+        raise UsageError(
+            f"{what}: images have {x.shape[-1]} channel(s) (array shape {tuple(x.shape)}), "
+            f"the spec's input_shape {list(shape)} has {c}{channel_hint(tuple(x.shape), shape)}"
+        )
     if x.shape[1:3] != (h, w):
+        if notes is not None:
+            notes.append(f"{what}: resized from {x.shape[1]}×{x.shape[2]} to {h}×{w} (bilinear)")
         image = require("PIL.Image")
         x = np.stack(
             [
@@ -251,31 +354,75 @@ def fit_images(x: np.ndarray, shape: tuple[int, ...], what: str) -> Any:
                 for sample in x
             ]
         )
-    if x.shape[-1] == c:
-        return x.astype(np.float32)
-    if x.shape[-1] == 1:
-        return np.repeat(x, c, axis=-1).astype(np.float32)
-    if c == 1 and x.shape[-1] in (3, 4):
-        return (x[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-    raise UsageError(f"{what}: images have {x.shape[-1]} channels, the spec wants {c}")
+    return x.astype(np.float32)
 
 
-def scaled(x: np.ndarray, what: str) -> Any:
+def scaled(
+    x: np.ndarray,
+    what: str,
+    pixel_range: tuple[float, float] | None = None,
+    notes: list[str] | None = None,
+) -> Any:
+    """Pixels of any numeric dtype → float32 in [0, 1], saying how (in ``notes``).
+
+    ``pixel_range`` (``--pixel-range``, ``data.pixel_range``) maps [low, high] to [0, 1] and
+    refuses values outside it. Otherwise: uint8 ÷ 255, uint16 ÷ 65535, other integer dtypes by
+    the range their values fit (0‥255 as 8-bit, 0‥65535 as 16-bit), and floats must already
+    lie in [0, 1] — a float image in 0‥255 would train unscaled."""
     np = require("numpy")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise UsageError(f"{what}: x has dtype {x.dtype}; expected numbers")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
+    values = x.astype(np.float64) if x.dtype != np.uint8 else x
+    if values.size and not np.isfinite(values).all():
         raise UsageError(f"{what}: x contains NaN or infinite values")
-    return x
+    low = float(values.min()) if values.size else 0.0
+    high = float(values.max()) if values.size else 0.0
+    say = notes.append if notes is not None else (lambda text: None)
+    if pixel_range is not None:
+        lo, hi = pixel_range
+        if low < lo or high > hi:
+            raise UsageError(
+                f"{what}: pixel values run from {low:g} to {high:g}, outside the declared "
+                f"range {lo:g}‥{hi:g}"
+            )
+        say(f"{what}: {x.dtype} pixels scaled from {lo:g}‥{hi:g} to [0, 1]")
+        return ((values - lo) / (hi - lo)).astype(np.float32)
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(x.dtype, np.integer):
+        if low < 0 or high > 65535:
+            raise UsageError(
+                f"{what}: {x.dtype} pixel values run from {low:g} to {high:g}; integer images "
+                "must lie in 0‥255 or 0‥65535, or give their range with --pixel-range LOW,HIGH"
+            )
+        top = 255.0 if high <= 255 and x.dtype != np.uint16 else 65535.0
+        bits = "8" if top == 255 else "16"
+        say(f"{what}: {x.dtype} pixels read as {bits}-bit: divided by {top:g}")
+        return (values / top).astype(np.float32)
+    if low < 0 or high > 1:
+        raise UsageError(
+            f"{what}: {x.dtype} pixel values run from {low:g} to {high:g}, outside [0, 1]; "
+            "scale them, or give their range with --pixel-range LOW,HIGH (e.g. 0,255)"
+        )
+    return x.astype(np.float32)
 
 
-def _labels(y: np.ndarray, n: int, what: str) -> Any:
+def _labels(y: np.ndarray, n: int, classes: int, what: str) -> Any:
+    """Class indices (N,) or (N, 1), or one-hot rows (N, classes) of 0/1 summing to 1."""
     np = require("numpy")
-    if y.ndim == 2:
-        y = y.argmax(1)  # one-hot
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != np.bool_:
+        raise UsageError(f"{what}: y must hold integer class indices, found {y.dtype}")
+    if y.ndim == 2 and y.shape[1] == 1 and classes != 1:
+        y = y[:, 0]  # (N, 1): how keras.datasets and CSV exports store indices
+    elif y.ndim == 2:
+        finite = np.isfinite(y.astype(np.float64)).all()
+        binary = finite and bool(np.isin(y, (0, 1)).all())
+        if y.shape[1] != classes or not binary or not bool((y.sum(1) == 1).all()):
+            raise UsageError(
+                f"{what}: y has shape {y.shape}; expected ({n},) or ({n}, 1) class indices, "
+                f"or one-hot rows ({n}, {classes}) of 0/1 with a single 1"
+            )
+        y = y.argmax(1)
     if y.ndim != 1 or len(y) != n:
         raise UsageError(f"{what}: y has shape {y.shape}; expected ({n},) class indices")
     if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
@@ -293,9 +440,33 @@ def _array(archive: Any, key: str, path: Path) -> Any:
         raise UsageError(f"{path}: not a readable .npz file: array {key!r}: {exc}") from None
 
 
+def read_npz_images(
+    archive: Any,
+    key: str,
+    path: Path,
+    shape: tuple[int, ...],
+    pixel_range: tuple[float, float] | None = None,
+    notes: list[str] | None = None,
+) -> Any:
+    """Array ``key`` of an open ``.npz`` → (N, H, W, C) float32 in [0, 1] at the input size."""
+    what = f"{path}[{key}]"
+    x = scaled(_array(archive, key, path), what, pixel_range, notes)
+    if x.ndim == 3:  # (N, H, W): one channel
+        x = x[..., None]
+    if x.ndim != 4 or 0 in x.shape[1:]:
+        raise UsageError(f"{path}: {key} has shape {x.shape}; expected (N, H, W[, C])")
+    return fit_images(x, shape, what, notes)
+
+
 def _load_npz(
-    source: NpzData, spec: Spec, classes: int, base: Path, seed: int
-) -> tuple[Any, Any, list[str], Any]:
+    source: NpzData,
+    spec: Spec,
+    classes: int,
+    base: Path,
+    seed: int,
+    wanted: Names,
+    notes: list[str],
+) -> tuple[Any, Any, Names, Any]:
     np = require("numpy")
     path = base / source.path
     try:
@@ -307,50 +478,56 @@ def _load_npz(
             f"{path}: not a readable .npz file ({exc or type(exc).__name__})"
         ) from None
     with archive:
-        wanted = ("x", "y", "y_test") if "x_test" in archive.files else ("x", "y")
-        missing = [key for key in wanted if key not in archive.files]
+        wanted_keys = ("x", "y", "y_test") if "x_test" in archive.files else ("x", "y")
+        missing = [key for key in wanted_keys if key not in archive.files]
         if missing:
             raise UsageError(f"{path}: missing array(s) {missing}; found {archive.files}")
         splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
         out = []
         for xk, yk in splits:
-            x = scaled(_array(archive, xk, path), f"{path}[{xk}]")
-            if x.ndim == 3:
-                x = x[..., None]
-            if x.ndim != 4 or 0 in x.shape[1:]:
-                raise UsageError(f"{path}: {xk} has shape {x.shape}; expected (N, H, W[, C])")
-            out.append(
-                (
-                    fit_images(x, spec.input_shape, str(path)),
-                    _labels(_array(archive, yk, path), len(x), f"{path}[{yk}]"),
-                )
-            )
-    names = [str(i) for i in range(classes)]
-    return out[0][0], out[0][1], names, out[1] if len(out) > 1 else None
+            x = read_npz_images(archive, xk, path, spec.input_shape, source.pixel_range, notes)
+            y = _labels(_array(archive, yk, path), len(x), max(classes, 2), f"{path}[{yk}]")
+            out.append((x, y))
+    return out[0][0], out[0][1], None, out[1] if len(out) > 1 else None
+
+
+def _colour_mode(shape: tuple[int, ...], what: str) -> str:
+    """The Pillow mode image files are converted to, as Keras's ``color_mode``."""
+    c = shape[-1]
+    modes = {1: "L", 3: "RGB", 4: "RGBA"}
+    if c not in modes:
+        raise UsageError(
+            f"{what}: image files are grey (1 channel), RGB (3) or RGBA (4), but the spec's "
+            f"input_shape {list(shape)} has {c} channels{channel_hint((), shape)}"
+        )
+    return modes[c]
 
 
 def read_image(path: Path, shape: tuple[int, ...]) -> Any:
-    """One image file → (H, W, C) float32 in [0, 1]: Pillow decode, bilinear resize, grey for
-    one channel, RGB for three, the grey value repeated for any other count.
+    """One image file → (H, W, C) float32 in [0, 1]: Pillow decode, bilinear resize, converted
+    to grey, RGB or RGBA for 1, 3 or 4 channels, as Keras's ``load_img`` ``color_mode``.
 
     8-bit modes (L, P, RGB, RGBA, CMYK, …) convert as Keras's ``load_img`` does (alpha is
-    dropped). Deeper grey images are not squeezed into 8 bits, which would clip them: 16-bit
-    ones (``I;16``, or ``I`` within 0‥65535) are divided by 65535, float ones (``F``) are taken
-    as they are if they lie in [0, 1]; anything else is refused with the reason.
+    dropped for RGB). Deeper grey images are not squeezed into 8 bits, which would clip them:
+    16-bit ones (``I;16``, or ``I`` within 0‥65535) are divided by 65535, float ones (``F``) are
+    taken as they are if they lie in [0, 1]; anything else is refused with the reason.
     """
     np = require("numpy")
     image = require("PIL.Image")
     h, w, c = shape
+    mode = _colour_mode(shape, str(path))
     try:
         with image.open(path) as img:
             if img.mode.startswith("I") or img.mode == "F":
-                array = _deep_grey(np, image, img, (w, h), path)
-                return np.repeat(array[..., None], c, axis=-1)
-            img = img.convert("L" if c != 3 else "RGB").resize((w, h), image.Resampling.BILINEAR)
+                grey = _deep_grey(np, image, img, (w, h), path)[..., None]
+                if c == 4:  # grey, opaque
+                    return np.concatenate([grey, grey, grey, np.ones_like(grey)], axis=-1)
+                return np.repeat(grey, c, axis=-1)
+            img = img.convert(mode).resize((w, h), image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as exc:
         raise UsageError(f"{path}: cannot read this image ({exc})") from None
-    return array if c == 3 else np.repeat(array[..., None], c, axis=-1)
+    return array if c != 1 else array[..., None]
 
 
 def _deep_grey(np: Any, image: Any, img: Any, size: tuple[int, int], path: Path) -> Any:
@@ -374,39 +551,85 @@ def _deep_grey(np: Any, image: Any, img: Any, size: tuple[int, int], path: Path)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def _load_folder(
-    source: FolderData, spec: Spec, classes: int, base: Path, seed: int
-) -> tuple[Any, Any, list[str], Any]:
-    np = require("numpy")
-    root = base / source.path
+def image_files(folder: Path) -> list[Path]:
+    """Every image under ``folder``, recursively, in sorted order, as Keras's
+    ``image_dataset_from_directory`` walks a class folder; entries whose name starts with a
+    dot (``.ipynb_checkpoints/``, macOS's ``._0.png``) are skipped, as Keras skips them."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [
+            Path(top) / name
+            for name in sorted(files)
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return found
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of an image folder: its subfolders, sorted, dot-folders skipped."""
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise UsageError(f"{root}: no class folders; expected {root}/<class>/*.png")
-    xs, ys = [], []
-    for label, folder in enumerate(folders):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return folders
+
+
+def _load_folder(
+    source: FolderData,
+    spec: Spec,
+    classes: int,
+    base: Path,
+    seed: int,
+    wanted: Names,
+    notes: list[str],
+) -> tuple[Any, Any, Names, Any]:
+    np = require("numpy")
+    root = base / source.path
+    _colour_mode(spec.input_shape, str(root))
+    folders = class_folders(root)
+    names = [f.name for f in folders]
+    if wanted is None and len(folders) != max(classes, 2):
+        raise UsageError(
+            f"{root}: {len(folders)} class folder(s) {brief_list(names)}, but the network has "
+            f"{classes} output(s) ({max(classes, 2)} classes); make the last Dense have one "
+            "unit per class folder (one sigmoid unit for two)"
+        )
+    listed = [(label, image_files(folder)) for label, folder in enumerate(folders)]
+    for (_, files), folder in zip(listed, folders, strict=True):
         if not files:
             raise UsageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    xs, ys = [], []
+    for label, files in listed:
         for file in files:
             xs.append(read_image(file, spec.input_shape))
             ys.append(label)
     x = np.stack(xs)
     # a fixed shuffle so the validation split (the last samples) holds every class
     order = np.random.default_rng([seed, 0xF01D]).permutation(len(x))
-    return x[order], np.asarray(ys, np.int64)[order], [f.name for f in folders], None
+    return x[order], np.asarray(ys, np.int64)[order], names, None
 
 
 def _load_digits(
-    source: DigitsData, spec: Spec, classes: int, base: Path, seed: int
-) -> tuple[Any, Any, list[str], Any]:
+    source: DigitsData,
+    spec: Spec,
+    classes: int,
+    base: Path,
+    seed: int,
+    wanted: Names,
+    notes: list[str],
+) -> tuple[Any, Any, Names, Any]:
     np = require("numpy")
     datasets = require("sklearn.datasets")
     digits = datasets.load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1)
     y = digits.target.astype(np.int64)
-    x = fit_images(x, spec.input_shape, "digits")
+    c = spec.input_shape[-1]
+    if c == 3:  # grey digits as RGB, as Keras's color_mode="rgb" loads a grey image
+        x = np.repeat(x, 3, axis=-1)
+        notes.append("digits: grey images repeated into 3 channels")
+    x = fit_images(x, spec.input_shape, "digits", notes)
     order = np.random.default_rng([seed, 0xD161]).permutation(len(x))
     x, y = x[order], y[order]
     cut = int(len(x) * 0.8)

@@ -2,6 +2,7 @@
 
     SpecnetError                 base class; ``exit_code`` says how the CLI ends
     ├── UsageError               bad command-line usage or API arguments            (exit 2)
+    ├── NothingToDo              the work asked for is already done                 (exit 0)
     ├── SpecError                a spec that cannot be accepted                     (exit 2)
     │   ├── SpecSyntaxError      unreadable file, YAML syntax, tags, bombs, limits
     │   ├── SpecValidationError  the YAML parsed but fields are wrong (all issues)
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 __all__ = [
     "Issue",
     "MissingFrameworkError",
+    "NothingToDo",
     "RuntimeFailure",
     "ShapeError",
     "SpecError",
@@ -76,6 +78,12 @@ class UsageError(SpecnetError):
     """Raised for command-line or API arguments that do not make sense."""
 
     exit_code = 2
+
+
+class NothingToDo(SpecnetError):
+    """Raised when the work asked for is already done (resuming a finished run)."""
+
+    exit_code = 0
 
 
 class SpecError(SpecnetError):

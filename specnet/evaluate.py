@@ -15,16 +15,31 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.backends import get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE
-from specnet.data import IMAGE_SUFFIXES, Dataset, fit_images, load_data, read_image, scaled
+from specnet.data import (
+    IMAGE_SUFFIXES,
+    Dataset,
+    image_files,
+    load_data,
+    read_image,
+    read_npz_images,
+)
 from specnet.errors import UsageError
 from specnet.plots import confusion
 from specnet.rundir import read_marker
-from specnet.shapes import Plan, infer, logits_plan
+from specnet.shapes import Plan, class_names_of, infer, logits_plan
 from specnet.spec import load_spec
 from specnet.train import evaluate_logits, training_plan
 from specnet.weights import Weights, load_weights
 
-__all__ = ["Evaluation", "Run", "evaluate", "open_run", "predict"]
+__all__ = [
+    "Evaluation",
+    "Run",
+    "evaluate",
+    "open_run",
+    "predict",
+    "predictions_csv",
+    "predictions_text",
+]
 
 
 @dataclass(frozen=True)
@@ -44,10 +59,7 @@ def open_run(folder: str | Path, backend: str | None = None) -> Run:
     if marker is None or not (folder / WEIGHTS_FILE).exists():
         raise UsageError(f"{folder}: not a specnet run or build (no specnet.json and weights)")
     plan = infer(load_spec(folder / SPEC_FILE))
-    names = marker.get("class_names") or plan.spec.class_names
-    if not names:
-        units = plan.output_shape[0] if len(plan.output_shape) == 1 else 0
-        names = [str(i) for i in range(2 if units == 1 else units)]
+    names = marker.get("class_names") or class_names_of(plan)
     weights = load_weights(folder / WEIGHTS_FILE, plan)
     return Run(folder, plan, weights, backend or marker.get("backend", "keras"), list(names))
 
@@ -76,8 +88,14 @@ class Evaluation:
                 f"{row['class']:<16} {row['precision']:>9.4f} {row['recall']:>9.4f} "
                 f"{row['f1']:>9.4f} {row['support']:>8}"
             )
-        lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-        lines += ["  " + " ".join(f"{count:>5}" for count in row) for row in self.confusion]
+        lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+        names = [str(row["class"]) for row in self.per_class]
+        width = max(5, *(len(name) for name in names))
+        label = min(16, max(len(name) for name in names))
+        lines.append(" " * (label + 1) + " ".join(f"{name[:width]:>{width}}" for name in names))
+        for name, counts_row in zip(names, self.confusion, strict=True):
+            counts = " ".join(f"{count:>{width}}" for count in counts_row)
+            lines.append(f"{name[:label]:<{label}} {counts}")
         return "\n".join(lines)
 
 
@@ -102,7 +120,7 @@ def evaluate(folder: str | Path, data: Any = None, backend: str | None = None) -
     run = open_run(folder, backend)
     spec = run.plan.spec if data is None else run.plan.spec.model_copy(update={"data": data})
     classes = len(run.class_names)
-    dataset = load_data(spec, classes)
+    dataset = load_data(spec, classes, class_names=run.class_names)
     split, x, y = _split(dataset) if data is None else ("given data", *_all(dataset))
     binary = spec.train.loss == "binary_crossentropy"
     loss, accuracy, guess = evaluate_logits(_model(run, training_plan(run.plan)), x, y, binary)
@@ -131,48 +149,77 @@ def _all(dataset: Dataset) -> tuple[Any, Any]:
     return np.concatenate(parts_x), np.concatenate(parts_y)
 
 
-def _read_inputs(paths: list[str], shape: tuple[int, ...]) -> tuple[list[str], Any]:
-    """Images (resized like the folder loader) and/or .npz files (array ``x``) → one batch."""
+def _expand(paths: list[str]) -> list[Path]:
+    """Image files, ``.npz`` files and folders (every image below them, recursively)."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            images = image_files(path)
+            if not images:
+                raise UsageError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            found += images
+        elif not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        else:
+            found.append(path)
+    return found
+
+
+def _read_inputs(
+    paths: list[str], shape: tuple[int, ...], pixel_range: tuple[float, float] | None = None
+) -> tuple[list[str], Any]:
+    """Images (read like the folder loader), folders of them and ``.npz`` files (array ``x``,
+    scaled like the npz loader) → one batch."""
     np = require("numpy")
     names: list[str] = []
     batches = []
-    for text in paths:
-        path = Path(text)
-        if path.suffix == ".npz":
+    for path in _expand(paths):
+        if path.suffix.lower() == ".npz":
             try:
                 with np.load(path, allow_pickle=False) as archive:
-                    x = scaled(archive["x"], str(path))
-            except (OSError, ValueError, KeyError) as exc:
+                    if "x" not in archive.files:
+                        raise UsageError(f"{path}: no array x; found {archive.files}")
+                    x = read_npz_images(archive, "x", path, shape, pixel_range)
+            except (OSError, ValueError, EOFError) as exc:
                 raise UsageError(f"{path}: cannot read array x ({exc})") from None
-            x = x[..., None] if x.ndim == 3 else x
-            batches.append(fit_images(x, shape, str(path)))
+            batches.append(x)
             names += [f"{path}[{i}]" for i in range(len(x))]
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             batches.append(read_image(path, shape)[None])
             names.append(str(path))
         else:
             raise UsageError(
-                f"{path}: expected an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or .npz"
+                f"{path}: expected an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a folder "
+                "of them, or .npz"
             )
     return names, np.concatenate(batches).astype(np.float32)
 
 
 def predict(
-    folder: str | Path, inputs: list[str], backend: str | None = None
+    folder: str | Path,
+    inputs: list[str],
+    backend: str | None = None,
+    top_k: int | None = None,
+    pixel_range: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Class probabilities for each input: ``[{input, class, probability, probabilities}]``.
+    """Class probabilities for each input: ``[{input, class, probability, probabilities,
+    top}]``, ``top`` being the ``top_k`` most likely classes (all of them by default), most
+    likely first, as ``[class, probability]`` pairs. Folders are read recursively.
 
     Served by ONNX Runtime on specnet's direct graph when onnxruntime is installed (about 3×
     faster than PyTorch eager and 4× faster than Keras for one image, see benchmarks/), else by
     the run's own backend; ``backend`` picks one explicitly."""
     np = require("numpy")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k {top_k}: expected a positive number")
     if backend is None and importlib.util.find_spec("onnxruntime") is not None:
         backend = "onnx"
     run = open_run(folder, backend)
-    names, x = _read_inputs(inputs, run.plan.input_shape)
-    logits = _model(run, logits_plan(run.plan))(x).astype(np.float64)
     if len(run.plan.output_shape) != 1:
         raise UsageError("predict needs a classifier (a network that outputs a vector)")
+    names, x = _read_inputs(inputs, run.plan.input_shape, pixel_range)
+    logits = _model(run, logits_plan(run.plan))(x).astype(np.float64)
     if logits.shape[1] == 1:  # one sigmoid unit: P(class 1)
         p1 = 1 / (1 + np.exp(-logits[:, 0]))
         probabilities = np.stack([1 - p1, p1], axis=1)
@@ -180,23 +227,44 @@ def predict(
         shifted = logits - logits.max(1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
     results = []
+    k = min(top_k or len(run.class_names), len(run.class_names))
     for name, row in zip(names, probabilities, strict=True):
         best = int(row.argmax())
+        order = np.argsort(-row, kind="stable")[:k]
         results.append(
             {
                 "input": name,
                 "class": run.class_names[best],
                 "probability": float(row[best]),
                 "probabilities": dict(zip(run.class_names, map(float, row), strict=True)),
+                "top": [[run.class_names[i], float(row[i])] for i in order],
             }
         )
     return results
 
 
-def predictions_text(results: list[dict[str, Any]]) -> str:
+def predictions_text(results: list[dict[str, Any]], top_k: int = 4) -> str:
+    """One line per input: the class, its probability, then the next most likely ones (up to
+    ``top_k`` classes in all)."""
     lines = []
     for result in results:
-        others = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[1:4]
-        rest = "  ".join(f"{name} {p:.3f}" for name, p in others)
+        rest = "  ".join(f"{name} {p:.3f}" for name, p in result["top"][1:top_k])
         lines.append(f"{result['input']}: {result['class']} ({result['probability']:.3f})  {rest}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def predictions_csv(results: list[dict[str, Any]]) -> str:
+    """``input,class,probability`` and one column per class (its probability)."""
+    import csv
+    import io
+
+    classes = list(results[0]["probabilities"]) if results else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["input", "class", "probability", *classes])
+    for result in results:
+        row = [result["probabilities"][name] for name in classes]
+        writer.writerow(
+            [result["input"], result["class"], repr(result["probability"]), *map(repr, row)]
+        )
+    return buffer.getvalue()

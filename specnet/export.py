@@ -18,10 +18,13 @@ on a batch within tolerance; otherwise the export fails (exit 1) and leaves no f
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +110,13 @@ def _torch_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns once per torchvision op it cannot register
+    chatter = io.StringIO()  # onnxscript prints a traceback when it down-converts an opset
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(chatter),
+            contextlib.redirect_stderr(chatter),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model,
@@ -125,7 +133,26 @@ def _torch_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
         raise RuntimeFailure(f"torch.onnx.export failed at opset {opset}: {exc}") from None
     finally:
         quiet.setLevel(level)
-    return onnx.load_from_string(program.model_proto.SerializeToString()), "nchw"
+    model = onnx.load_from_string(program.model_proto.SerializeToString())
+    return _at_opset(model, opset, "torch.onnx.export"), "nchw"
+
+
+def _at_opset(model: Any, opset: int, what: str) -> Any:
+    """``model`` at exactly ``opset`` (ONNX's version converter where the exporter wrote
+    another), or a clear failure: ``--opset`` is a promise about the file."""
+    onnx = require("onnx")
+    written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written == opset:
+        return model
+    try:
+        converted = onnx.version_converter.convert_version(model, opset)
+    except Exception as exc:
+        raise RuntimeFailure(
+            f"{what} wrote opset {written} and ONNX's converter cannot take it to opset "
+            f"{opset} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            "export with --via direct, which writes any opset from 13"
+        ) from None
+    return converted
 
 
 def native_onnx(plan: Plan, weights: Any, via: str, layout: str, opset: int) -> Any:
@@ -232,10 +259,13 @@ def export(
     opset: int = DEFAULT_OPSET,
     output: str | Path | None = None,
     force: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Export a build or run (default: the most recent) to a contract-conforming ONNX file."""
+    """Export a build or run (default: the most recent) to a contract-conforming ONNX file.
+    ``log`` receives one line per step (the CLI prints them on stderr)."""
     from specnet.evaluate import open_run
 
+    say = log or (lambda line: None)
     if opset < 13:
         raise UsageError(f"--opset {opset}: specnet needs opset 13 or newer")
     if layout not in ("nhwc", "nchw"):
@@ -247,10 +277,13 @@ def export(
     if output and target.exists() and not force:
         raise UsageError(f"{target}: already exists; pass --force to replace it")
     plan = opened.plan
+    say(f"export [1/3] {plan.name}: building the ONNX graph via {via} (opset {opset}, {layout})")
     model = native_onnx(plan, opened.weights, via, layout, opset)
     stamp(model, plan, layout, via, opened.class_names)
+    say("export [2/3] checking: onnx.checker, ONNX Runtime, agreement with the native model")
     verify(model, plan, opened.weights, layout, f"export via {via}")
     atomic_write_bytes(target, model.SerializeToString(), overwrite=True)
+    say(f"export [3/3] wrote {target}")
     return target
 
 

@@ -3,7 +3,8 @@
 The same canonical weights (seeded from the spec's initializers for a SPEC, the trained ones for
 a RUN) go into every available runtime; one batch goes through all of them; every pair is
 compared on the outputs before the final softmax (the logits plan), within float32 tolerance
-(atol 1e-5, rtol 1e-4) and with identical argmax. Runtimes:
+(atol 1e-5, rtol 1e-4) and with identical argmax (for a single sigmoid unit, the same decision
+logit > 0, i.e. p > 0.5). Runtimes:
 
 * ``keras``, ``torch`` — the native models;
 * ``onnx`` — the direct graph in ONNX Runtime; ``onnx-reference`` — the same graph in ONNX's
@@ -18,6 +19,8 @@ skipped with a note; any pair over tolerance makes the verdict fail (exit 1).
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from specnet.backends.onnx import (
     reference_predict,
     run_session,
 )
-from specnet.errors import MissingFrameworkError, RuntimeFailure
+from specnet.errors import MissingFrameworkError, RuntimeFailure, UsageError
 from specnet.shapes import Plan, infer, logits_plan
 from specnet.spec import load_spec
 from specnet.weights import Weights, init_weights
@@ -116,6 +119,12 @@ class ParityReport:
                 f"max rel {pair.max_rel:.2e}, argmax agree {pair.argmax_agree:.0%}"
             )
         lines += [f"note: {note}" for note in self.notes]
+        if len(self.outputs) < 2:
+            lines.append(
+                f"PARITY NOT SHOWN: {len(self.outputs)} runtime ran; a comparison needs "
+                "two (see the notes above)"
+            )
+            return "\n".join(lines)
         verdict = "all runtimes agree" if self.ok else "PARITY FAILED"
         lines.append(
             f"{verdict}: {len(self.outputs)} runtimes, {len(self.pairs)} pairs, "
@@ -132,7 +141,10 @@ def _compare(a: str, b: str, x: Any, y: Any) -> Pair:
     diff = np.abs(x - y)
     rel = float((diff / np.maximum(np.abs(y), ATOL)).max())
     flat_x, flat_y = x.reshape(len(x), -1), y.reshape(len(y), -1)
-    agree = float((flat_x.argmax(1) == flat_y.argmax(1)).mean())
+    if flat_x.shape[1] == 1:  # one sigmoid unit: the decision is logit > 0 (p > 0.5)
+        agree = float(((flat_x[:, 0] > 0) == (flat_y[:, 0] > 0)).mean())
+    else:
+        agree = float((flat_x.argmax(1) == flat_y.argmax(1)).mean())
     ok = bool(np.allclose(x, y, atol=ATOL, rtol=RTOL)) and agree == 1.0
     return Pair(a, b, float(diff.max()), rel, agree, ok)
 
@@ -153,12 +165,25 @@ def _run(name: str, plan: Plan, weights: Weights, x: Any) -> Any:
 
 
 def parity(
-    target: str | Path, runtimes: list[str] | None = None, batch: int = 8, seed: int | None = None
+    target: str | Path,
+    runtimes: list[str] | None = None,
+    batch: int = 8,
+    seed: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ParityReport:
-    """Compare every runtime on one batch; see the module doc."""
+    """Compare every runtime on one batch; see the module doc. ``log`` receives one line per
+    runtime as it runs (the CLI prints them on stderr)."""
     from specnet.evaluate import open_run
 
     np = require("numpy")
+    say = log or (lambda line: None)
+    if batch < 1:
+        raise UsageError(f"--batch {batch}: expected a positive number of examples")
+    if runtimes is not None and len(set(runtimes)) < 2:
+        raise UsageError(
+            f"parity compares runtimes in pairs: give at least two (got {', '.join(runtimes)}); "
+            f"choose from {', '.join(RUNTIMES)}"
+        )
     path = Path(target)
     if path.is_dir():
         run = open_run(path)
@@ -169,21 +194,22 @@ def parity(
         source = "seeded initializers"
     unknown = [name for name in runtimes or [] if name not in RUNTIMES]
     if unknown:
-        from specnet.errors import UsageError
-
         raise UsageError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
     logits = logits_plan(plan)
     x = np.random.default_rng(0 if seed is None else seed).random(
         (batch, *plan.input_shape), dtype=np.float32
     )
     report = ParityReport(str(target), source, batch)
-    for name in runtimes or RUNTIMES:
+    chosen = list(dict.fromkeys(runtimes or RUNTIMES))
+    for i, name in enumerate(chosen, 1):
+        began = time.perf_counter()
         try:
             report.outputs[name] = _run(name, logits, weights, x)
-        except MissingFrameworkError as exc:
+        except (MissingFrameworkError, RuntimeFailure) as exc:
             report.notes.append(f"{name} skipped: {exc}")
-        except RuntimeFailure as exc:
-            report.notes.append(f"{name} skipped: {exc}")
+            say(f"parity [{i}/{len(chosen)}] {name}: skipped")
+            continue
+        say(f"parity [{i}/{len(chosen)}] {name}: ran in {time.perf_counter() - began:.1f} s")
     for a, b in itertools.combinations(report.outputs, 2):
         report.pairs.append(_compare(a, b, report.outputs[a], report.outputs[b]))
     return report

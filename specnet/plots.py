@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ def _pyplot() -> Any:
 
 def _save(figure: Any, path: Path) -> None:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    with warnings.catch_warnings():  # a glyph the font lacks (an emoji class name) is drawn
+        warnings.simplefilter("ignore")  # as a box, not reported on stderr under --quiet
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(figure)
     atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
 
@@ -34,6 +37,7 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
         if any(value == value for value in history[f"val_{key}"]):  # not all NaN
             ax.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(require("matplotlib.ticker").MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()

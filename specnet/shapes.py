@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from specnet.errors import Issue, ShapeError
+from specnet.errors import Issue, ShapeError, brief
 from specnet.spec import (
     LAYER_KINDS,
     Activation,
@@ -35,6 +35,9 @@ __all__ = [
     "Plan",
     "PlanLayer",
     "Shape",
+    "advice",
+    "channels_last_guess",
+    "class_names_of",
     "ends_in_softmax",
     "infer",
     "logits_plan",
@@ -240,7 +243,14 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
         except _Impossible as exc:
             path = ("layers", i, exc.field) if exc.field else ("layers", i)
             message = f"layer {layer.name!r} ({layer.KIND}): {exc.message}"
-            raise ShapeError([spec.issue(path, message, exc.hint)]) from None
+            hint = exc.hint
+            guess = channels_last_guess(spec.input_shape)
+            if guess is not None:  # the usual cause: a Theano / PyTorch habit
+                hint = (
+                    f"input_shape {list(spec.input_shape)} looks channels-first; specnet "
+                    f"(like Keras) wants [height, width, channels]: {list(guess)}"
+                )
+            raise ShapeError([spec.issue(path, message, hint)]) from None
         assert layer.name is not None  # filled in by the loader
         planned.append(PlanLayer(i, layer.name, layer.KIND, layer, shape, out, params, flops))
         shape = out
@@ -249,6 +259,33 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
     if issues:
         raise ShapeError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
     return plan
+
+
+def channels_last_guess(shape: Shape) -> Shape | None:
+    """``(c, h, w)`` → ``(h, w, c)`` when ``shape`` looks channels-first (NCHW habits from Keras 1
+    on Theano or PyTorch): a first axis of 1, 3 or 4 channels, a last one that is not."""
+    if len(shape) != 3:
+        return None
+    c, h, w = shape
+    if c in (1, 3, 4) and w not in (1, 3, 4) and h >= 5 and w >= 5:
+        return (h, w, c)
+    return None
+
+
+def advice(spec: Spec) -> list[Issue]:
+    """Things that validate but are probably not what the author meant (printed as warnings)."""
+    guess = channels_last_guess(spec.input_shape)
+    if guess is None:
+        return []
+    h, w, c = spec.input_shape
+    return [
+        spec.issue(
+            ("input_shape",),
+            f"warning: {list(spec.input_shape)} reads as {h} rows × {w} columns × {c} channels, "
+            "which looks like a channels-first shape (C, H, W)",
+            f"specnet, like Keras, wants [height, width, channels]: write {list(guess)}",
+        )
+    ]
 
 
 def _is_softmax(layer: LayerBase) -> bool:
@@ -306,12 +343,34 @@ def _check_limits(plan: Plan, limits: Limits) -> list[Issue]:
     return issues
 
 
+def class_names_of(plan: Plan) -> list[str]:
+    """The class of each output unit: the spec's ``class_names``, else ``0``, ``1``, … (two for
+    a single sigmoid unit); empty for a network that does not output a vector."""
+    if plan.spec.class_names:
+        return list(plan.spec.class_names)
+    out = plan.output_shape
+    if len(out) != 1:
+        return []
+    return [str(i) for i in range(2 if out[0] == 1 else out[0])]
+
+
 def _check_class_names(plan: Plan) -> list[Issue]:
     names = plan.spec.class_names
     out = plan.output_shape
     if names is None or len(out) != 1:
         return []
     expected = 2 if out[0] == 1 else out[0]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:  # predictions are keyed by name: a duplicate would swallow a class
+            return [
+                plan.spec.issue(
+                    ("class_names", i),
+                    f"duplicate class name {brief(name)} (also class_names[{seen[name]}])",
+                    "give every class its own name",
+                )
+            ]
+        seen[name] = i
     if len(names) == expected:
         return []
     return [

@@ -12,6 +12,7 @@ Fields are strict: ``"64"``, ``true`` and ``10.0`` are not integers; ``yes``/``n
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from pathlib import Path as FilePath
@@ -19,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import annotated_types as at
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -318,11 +320,25 @@ class SyntheticData(_Model):
     noise: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.1
 
 
+def _increasing(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise PydanticCustomError("range_order", "expected [low, high] with low < high")
+    return value
+
+
+FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+PixelRange = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing)]
+
+
 class NpzData(_Model):
-    """A ``.npz`` file with arrays ``x`` (N, H, W, C) and ``y`` (N,); path relative to the spec."""
+    """A ``.npz`` file with arrays ``x`` (N, H, W, C) and ``y`` (N,); path relative to the spec.
+
+    ``pixel_range: [low, high]`` says what the pixel values span (mapped to [0, 1]); without it
+    integer images are read as 8- or 16-bit and float images must lie in [0, 1]."""
 
     source: Literal["npz"]
     path: Annotated[str, Strict(), at.MinLen(1)]
+    pixel_range: PixelRange | None = None
 
 
 class FolderData(_Model):
@@ -408,7 +424,13 @@ def _validate(source: Located) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        issues = [_translate(error, source) for error in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+        renamed = _keras1_fields(errors, source)
+        issues = [
+            _translate(error, source)
+            for error in errors
+            if not _covered_by_keras1(error, renamed, source)
+        ]
         raise SpecValidationError(sorted(set(issues), key=_order)) from None
     except BaseException as exc:
         # pydantic-core is Rust: a panic there surfaces as pyo3's PanicException, which derives
@@ -418,9 +440,14 @@ def _validate(source: Located) -> Spec:
             raise
         detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
         raise SpecValidationError(
-            [source.issue((), f"the validator crashed on this spec (pydantic-core: {detail})",
-                          "please report it with the spec attached")]
-        ) from None  # fmt: skip
+            [
+                source.issue(
+                    (),
+                    f"the validator crashed on this spec (pydantic-core: {detail})",
+                    "please report it with the spec attached",
+                )
+            ]
+        ) from None
     spec._source = source
     issues = _name_layers(spec)
     if issues:
@@ -536,11 +563,133 @@ def _suggest(word: str, choices: list[str]) -> str:
     return folded[close[0]] if close else ""
 
 
+#: Keras 1 field names → today's (Keras 2/3, and specnet's)
+KERAS1_FIELDS = {
+    "nb_filter": "filters",
+    "nb_row": "kernel_size",
+    "nb_col": "kernel_size",
+    "border_mode": "padding",
+    "subsample": "strides",
+    "output_dim": "units",
+    "init": "kernel_initializer",
+    "p": "rate",
+    "nb_epoch": "epochs",
+    "lr": "learning_rate",
+    "dim_ordering": "",
+    "pool_length": "pool_size",
+}
+
+
+def _keras1_fields(errors: list[Any], source: Located) -> dict[Path, set[str]]:
+    """Mapping path → the modern fields its Keras 1 keys stand for (so that "missing
+    `filters`" is not reported beside "`nb_filter` is Keras 1's `filters`")."""
+    renamed: dict[Path, set[str]] = {}
+    for error in errors:
+        if error["type"] != "extra_forbidden":
+            continue
+        path, _ = _lookup(source.data, tuple(error["loc"]))
+        key = str(path[-1]) if path else ""
+        if key in KERAS1_FIELDS:
+            renamed.setdefault(path[:-1], set()).add(KERAS1_FIELDS[key])
+    return renamed
+
+
+def _covered_by_keras1(error: Any, renamed: dict[Path, set[str]], source: Located) -> bool:
+    path, _ = _lookup(source.data, tuple(error["loc"]))
+    if error["type"] == "missing":
+        return str(path[-1]) in renamed.get(path[:-1], set())
+    if error["type"] == "extra_forbidden" and path and path[-1] == "nb_col":
+        parent = _lookup(source.data, path[:-1])[1]
+        return isinstance(parent, dict) and "nb_row" in parent  # one message for the pair
+    if error["type"] == "extra_forbidden" and path and re.fullmatch(r"\s*\d+\s*\)", str(path[-1])):
+        # `pool_size: (2, 2)` in a flow mapping parses as `pool_size: "(2"` and a key `2)`:
+        # the pair's message says it all
+        parent = _lookup(source.data, path[:-1])[1]
+        return isinstance(parent, dict) and any(
+            isinstance(v, str) and v.lstrip().startswith("(") for v in parent.values()
+        )
+    return False
+
+
+def _keras1_issue(path: Path, source: Located) -> Issue:
+    """One targeted message for a Keras 1 field name, with the Keras 2 spelling to write."""
+    key = str(path[-1])
+    parent = _lookup(source.data, path[:-1])[1]
+    parent = parent if isinstance(parent, dict) else {}
+    value = parent.get(key)
+    new = KERAS1_FIELDS[key]
+    shown = (
+        value
+        if isinstance(value, str) and re.fullmatch(r"[A-Za-z_]\w*", value)
+        else json.dumps(value)
+        if isinstance(value, int | float | str | list)
+        else "…"
+    )
+    if key in ("nb_row", "nb_col"):
+        rows, cols = parent.get("nb_row", "?"), parent.get("nb_col", "?")
+        return source.issue(
+            path,
+            "`nb_row`/`nb_col` are Keras 1's `kernel_size`",
+            f"write `kernel_size: [{rows}, {cols}]`",
+            key=True,
+        )
+    if key == "dim_ordering":
+        return source.issue(
+            path,
+            "`dim_ordering` is Keras 1's data layout; specnet is always channels last",
+            "remove it; write input_shape as [height, width, "
+            "channels] (`specnet import` converts channels-first models)",
+            key=True,
+        )
+    if key == "lr" and path[:-1] == ("train",):
+        return source.issue(
+            path,
+            "`lr` is Keras 1's `learning_rate`, an option of the optimizer",
+            f"write `optimizer: {{type: adam, learning_rate: {shown}}}`",
+            key=True,
+        )
+    if key == "nb_epoch":
+        return source.issue(
+            path,
+            "`nb_epoch` is Keras 1's `epochs`",
+            f"write `epochs: {shown}`" + ("" if path[:-1] == ("train",) else " under `train:`"),
+            key=True,
+        )
+    if key == "init":
+        return source.issue(
+            path,
+            "`init` is Keras 1's `kernel_initializer`",
+            f"write `kernel_initializer: {shown}`",
+            key=True,
+        )
+    return source.issue(path, f"`{key}` is Keras 1's `{new}`", f"write `{new}: {shown}`", key=True)
+
+
+def _number_hint(received: object, path: Path, source: Located, example: str) -> str:
+    """ "remove the quotes" only for a quoted number; else say what a number looks like."""
+    if isinstance(received, str):
+        text = received.strip()
+        if path in source.quoted and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text):
+            return "remove the quotes"
+    return f"write a number such as {example}"
+
+
 def _translate(error: Any, source: Located) -> Issue:
     path, received = _lookup(source.data, tuple(error["loc"]))
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = _describe(received)
+    if kind == "extra_forbidden" and path and str(path[-1]) in KERAS1_FIELDS:
+        return _keras1_issue(path, source)
+    if kind == "pair_type" and isinstance(received, str):
+        inner = re.fullmatch(r"\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*", received)
+        if inner:
+            hint = f"write [{inner.group(1)}, {inner.group(2)}]: YAML reads parentheses as text"
+        elif received.lstrip().startswith("("):
+            hint = "write the pair in square brackets, e.g. [2, 2]: YAML reads parentheses as text"
+        else:
+            hint = "write an integer such as 3, or [3, 3]"
+        return source.issue(path, f"{error['msg']}, received {got}", hint)
     if path[-1:] == ("input_shape",) and kind in ("missing", "too_long", "tuple_type"):
         shown = _lookup(source.data, path)[1]
         return source.issue(
@@ -599,10 +748,15 @@ def _translate(error: Any, source: Located) -> Issue:
             hint = "YAML 1.2 reads yes/no/on/off as text; write true or false"
         return source.issue(path, f"expected true or false, received {got}", hint)
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        hint = "remove the quotes" if isinstance(received, str) else ""
+        hint = _number_hint(received, path, source, "32").replace("a number", "an integer")
+        if isinstance(received, float):
+            whole = received.is_integer() and abs(received) < 2**63
+            hint = f"write {int(received)}" if whole else ""
+        elif isinstance(received, bool):
+            hint = ""
         return source.issue(path, f"expected an integer, received {got}", hint)
     if kind in ("float_type", "float_parsing"):
-        hint = "remove the quotes" if isinstance(received, str) else ""
+        hint = _number_hint(received, path, source, "0.5") if isinstance(received, str) else ""
         return source.issue(path, f"expected a number, received {got}", hint)
     bounds = {
         "greater_than": "greater than {gt}",

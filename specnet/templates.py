@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections import Counter
+from pathlib import Path
 
-__all__ = ["starter_spec"]
+from specnet.errors import UsageError
+
+__all__ = ["folder_spec", "starter_spec"]
 
 _STARTER = """\
 # Run: specnet summary {file}
@@ -43,9 +49,104 @@ data:
 """
 
 
-def starter_spec(stem: str) -> str:
-    """The starter spec, named after the file (``my-net.yaml`` → ``my-net``)."""
+def _name(stem: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:64] or "my_net"
     if not re.match(r"[A-Za-z_]", name):
         name = f"net_{name}"[:64]
-    return _STARTER.format(name=name, file=f"{stem}.yaml")
+    return name
+
+
+def _run_line(path: str) -> str:
+    """``path`` as a shell word for the ``# Run:`` comment (quoted when it needs it)."""
+    import shlex
+
+    return shlex.quote(path)
+
+
+def starter_spec(stem: str, path: str | None = None) -> str:
+    """The starter spec, named after the file (``my-net.yaml`` → ``my-net``)."""
+    return _STARTER.format(name=_name(stem), file=_run_line(path or f"{stem}.yaml"))
+
+
+#: the longest side of the input a spec made from a folder starts with (bigger photos are
+#: resized to it on load; a 4000-pixel input would make a network nobody wants to train first)
+LONGEST_SIDE = 64
+
+
+def folder_spec(target: Path, root: Path) -> str:
+    """A starter spec for an image folder (``root/<class>/*.png``): ``input_shape`` from the
+    images (their most common size, the longest side at most :data:`LONGEST_SIDE`; grey if
+    every image is grey), ``class_names`` the class folders in sorted order, and ``data``
+    pointing at the folder (relative to the spec)."""
+    from specnet._frameworks import require
+    from specnet.data import class_folders, image_files
+
+    image = require("PIL.Image")
+    folders = class_folders(root)
+    if len(folders) < 2:
+        raise UsageError(f"{root}: {len(folders)} class folder; a classifier needs at least 2")
+    sizes: Counter[tuple[int, int]] = Counter()
+    grey = True
+    for folder in folders:
+        files = image_files(folder)
+        if not files:
+            raise UsageError(f"{folder}: no images")
+        for file in files[:50]:
+            try:
+                with image.open(file) as img:
+                    sizes[img.size] += 1
+                    grey = grey and img.mode in ("1", "L", "LA", "I", "I;16", "F")
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise UsageError(f"{file}: cannot read this image ({exc})") from None
+    (width, height), _ = sizes.most_common(1)[0]
+    scale = min(1.0, LONGEST_SIDE / max(width, height))
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    pool = "  - type: MaxPool               # pool_size 2 by default\n" if min(h, w) >= 8 else ""
+    data_path = os.path.relpath(root.resolve(), target.resolve().parent)
+    return _FROM_FOLDER.format(
+        file=_run_line(str(target)),
+        name=_name(target.stem),
+        folder=root,
+        size=f"{width}×{height}",
+        input_shape=f"[{h}, {w}, {1 if grey else 3}]",
+        class_names=json.dumps([f.name for f in folders], ensure_ascii=False),
+        units=len(folders),
+        pool=pool,
+        path=json.dumps(data_path, ensure_ascii=False),
+    )
+
+
+_FROM_FOLDER = """\
+# Run: specnet train {file}
+# yaml-language-server: $schema=specnet.schema.json
+#
+# Made by `specnet init --from-folder {folder}`: the classic Keras CNN for its classes. Most of
+# its images are {size}; they are resized to input_shape on load (bilinear), scaled to [0, 1].
+name: {name}
+input_shape: {input_shape}
+class_names: {class_names}    # the class folders; labels follow these names
+
+layers:
+  - type: Conv2D
+    filters: 32
+    kernel_size: 3
+    activation: relu
+{pool}  - type: Dropout
+    rate: 0.5
+  - type: Flatten
+  - type: Dense
+    units: {units}
+    activation: softmax
+
+train:
+  optimizer: adam
+  loss: categorical_crossentropy
+  epochs: 10
+  batch_size: 32
+  validation_split: 0.2
+  seed: 0
+
+data:
+  source: folder
+  path: {path}
+"""

@@ -20,7 +20,6 @@ moment ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,18 +29,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes, atomic_write_text, sweep_temporaries
 from specnet.backends import DEFAULT_OPTIONS, Backend, TrainOptions, get_backend
-from specnet.build import SPEC_FILE, WEIGHTS_FILE, resolved_yaml
+from specnet.build import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    resolve_weights_path,
+    resolved_yaml,
+    spec_fingerprint,
+)
 from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
-from specnet.errors import RuntimeFailure, SpecValidationError, UsageError
+from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import Spec, SyntheticData, load_spec
-from specnet.weights import encode_safetensors, init_weights, load_weights, save_weights
+from specnet.spec import Spec, SyntheticData, Train, load_spec
+from specnet.weights import (
+    check_classes,
+    encode_safetensors,
+    init_weights,
+    load_weights,
+    save_weights,
+)
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 
@@ -63,23 +76,37 @@ def training_plan(plan: Plan) -> Plan:
     out = plan.output_shape
     if len(out) != 1:
         raise SpecValidationError(
-            [plan.spec.issue(("train", "loss"), f"{loss} needs a vector of class scores, but the "
-             f"network outputs {out}", "end the network with Flatten and a Dense")]
-        )  # fmt: skip
+            [
+                plan.spec.issue(
+                    ("train", "loss"),
+                    f"{loss} needs a vector of class scores, but the network outputs {out}",
+                    "end the network with Flatten and a Dense",
+                )
+            ]
+        )
     if loss != "binary_crossentropy":
         if out[0] < 2:
             raise SpecValidationError(
-                [plan.spec.issue(("train", "loss"), f"{loss} needs at least 2 output units, the "
-                 "network has 1", "use binary_crossentropy with one sigmoid unit")]
-            )  # fmt: skip
+                [
+                    plan.spec.issue(
+                        ("train", "loss"),
+                        f"{loss} needs at least 2 output units, the network has 1",
+                        "use binary_crossentropy with one sigmoid unit",
+                    )
+                ]
+            )
         return logits_plan(plan)
     last = plan.spec.layers[-1]
     if out[0] != 1 or getattr(last, "activation", None) not in ("sigmoid", None, "linear"):
         raise SpecValidationError(
-            [plan.spec.issue(("train", "loss"), "binary_crossentropy needs one output unit "
-             "ending in sigmoid (or logits)",
-             "end with {type: Dense, units: 1, activation: sigmoid}")]
-        )  # fmt: skip
+            [
+                plan.spec.issue(
+                    ("train", "loss"),
+                    "binary_crossentropy needs one output unit ending in sigmoid (or logits)",
+                    "end with {type: Dense, units: 1, activation: sigmoid}",
+                )
+            ]
+        )
     return logits_plan(plan)
 
 
@@ -114,7 +141,7 @@ def evaluate_logits(
 
 def train(
     spec_path: str | Path | None = None,
-    backend: str = "keras",
+    backend: str | None = None,
     *,
     data: Any = None,
     epochs: int | None = None,
@@ -125,8 +152,13 @@ def train(
     progress: Progress | None = None,
     limits: Limits | None = None,
     options: TrainOptions = DEFAULT_OPTIONS,
+    overrides: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train a spec (or ``resume`` a run) and write its run directory; see the module doc."""
+    """Train a spec (or ``resume`` a run) and write its run directory; see the module doc.
+
+    ``overrides`` sets ``train`` fields for this run (``batch_size``, ``seed``,
+    ``learning_rate`` — the optimizer's), as ``--batch-size``, ``--seed`` and
+    ``--learning-rate`` do; they are validated like the spec and recorded in the run."""
     progress = progress or Progress("quiet")
     if resume is not None:
         folder = Path(resume)
@@ -142,15 +174,35 @@ def train(
             )
         if data is not None:
             raise UsageError("--resume continues on the run's own data; --data cannot change it")
+        if overrides:
+            raise UsageError(
+                f"--resume continues the run's own training settings; "
+                f"{', '.join('--' + key.replace('_', '-') for key in overrides)} cannot change them"
+            )
         spec = load_spec(folder / SPEC_FILE)  # the run's spec: its epochs and data, resolved
-        backend = marker["backend"]
+        if backend is not None and backend != marker["backend"]:
+            raise UsageError(
+                f"{folder}: is a {marker['backend']} run; --resume continues it on "
+                f"{marker['backend']} (drop --backend, or start a new run with --backend {backend})"
+            )
+        if spec_path is not None:
+            _same_network(load_spec(spec_path), spec, spec_path, folder)
+        backend = str(marker["backend"])
+        done = int(marker.get("epochs_done") or 0)
+        wanted = spec.train.epochs if epochs is None else epochs
+        if marker.get("status") == "finished" and wanted <= done:
+            raise NothingToDo(
+                f"{folder}: finished all {done} epochs; nothing to resume "
+                f"(train longer with --resume {folder} --epochs N, N > {done})"
+            )
         # a run killed before its first checkpoint starts again from its first weights
         origin = str(marker.get("initial_weights", "initializers"))
         spec_source = marker.get("spec_file", str(folder / SPEC_FILE))
     else:
         if spec_path is None:
             raise UsageError("train needs a SPEC (or --resume RUN)")
-        spec = load_spec(spec_path)
+        backend = backend or "keras"
+        spec = _overridden(load_spec(spec_path), overrides or {})
         spec_source = str(spec_path)
         source = (
             anchored(data, Path.cwd())
@@ -159,11 +211,21 @@ def train(
         )
         spec = spec.model_copy(update={"data": source})
     if epochs is not None:
+        if epochs < 1:
+            raise UsageError(f"--epochs {epochs}: expected a positive number of epochs")
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
     plan = infer(spec, limits)
-    tplan = training_plan(plan)
+    training_plan(plan)  # refuses a loss the network cannot take, before data is loaded
     chosen = get_backend(backend)
+    if options.device == "cuda":  # before anything is written
+        _check_cuda(backend)
     dataset = load_data(spec, plan.output_shape[0] if plan.output_shape[0] > 1 else 2)
+    if spec.class_names != dataset.class_names:  # the run records the classes it learnt
+        spec = spec.model_copy(update={"class_names": dataset.class_names})
+        plan = infer(spec, limits)
+    tplan = training_plan(plan)
+    for note in dataset.notes if resume is None else ():
+        print(f"specnet: {note}", file=sys.stderr)
     here = world(options.device) if backend == "torch" else SOLO
     if backend == "keras" and options.strategy == "multi-worker":
         here = tf_world()
@@ -179,8 +241,14 @@ def train(
             )
             sweep_temporaries(folder)
             # first, so a run killed from here on is recognisably specnet's (and replaceable)
-            write_marker(folder, kind="train", spec=plan.name, spec_file=spec_source,
-                         backend=backend, status="starting")  # fmt: skip
+            write_marker(
+                folder,
+                kind="train",
+                spec=plan.name,
+                spec_file=spec_source,
+                backend=backend,
+                status="starting",
+            )
             atomic_write_text(folder / SPEC_FILE, resolved_yaml(plan, spec_source), overwrite=True)
             atomic_write_text(
                 folder / "class_names.json", json.dumps(dataset.class_names) + "\n", overwrite=True
@@ -190,13 +258,15 @@ def train(
         elif not here.leader:  # other Keras workers write nothing; the chief owns the run
             folder = Path(out) if out else Path(".")
         origin = str(Path(weights).resolve()) if weights else "initializers"
+    if origin != "initializers":
+        check_classes(resolve_weights_path(Path(origin)), dataset.class_names)
     from_checkpoint = resume is not None and (folder / LAST).exists()
     if from_checkpoint:
         initial = init_weights(plan)  # replaced by the checkpoint's
     elif origin == "initializers":
         initial = init_weights(plan, spec.train.seed)
     else:
-        initial = load_weights(Path(origin), plan)
+        initial = load_weights(resolve_weights_path(Path(origin)), plan)
     trainer = chosen.trainer(tplan, spec.train, initial, options)
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
@@ -228,6 +298,9 @@ def train(
         _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here)
     except KeyboardInterrupt:
         if here.leader:  # the last epoch's checkpoint is complete: every write is atomic
+            written = read_marker(folder) or {}
+            epochs_done = written.get("epochs_done", start)
+            write_marker(folder, **meta, status="interrupted", epochs_done=epochs_done)
             print(
                 f"\ninterrupted; continue with: specnet train --resume {folder}",
                 file=sys.stderr,
@@ -298,7 +371,10 @@ def _fit(
             continue
         if improved:
             save_weights(
-                folder / BEST, trainer.weights(), overwrite=True, metadata={"epoch": str(epoch + 1)}
+                folder / BEST,
+                trainer.weights(),
+                overwrite=True,
+                metadata={"epoch": str(epoch + 1), "class_names": json.dumps(data.class_names)},
             )
         _checkpoint(folder, state, backend, plan.spec, epoch + 1, history, best)
         _write_metrics(folder, history)
@@ -318,7 +394,8 @@ def _checkpoint(
     progress = {
         "epoch": epoch,
         "seed": spec.train.seed,
-        "spec": _fingerprint(spec),
+        "spec": spec_fingerprint(spec),
+        "class_names": spec.class_names,
         "history": history,
         "best": best,
         "backend": backend,
@@ -341,14 +418,6 @@ def _environment(backend: str) -> dict[str, Any]:
     return found
 
 
-def _fingerprint(spec: Spec) -> str:
-    """What a resume must not change: the whole resolved spec but ``train.epochs`` (which
-    ``--epochs`` may raise to train on), as a short SHA-256."""
-    document = spec.model_dump(mode="json", exclude={"train": {"epochs"}})
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def _restore(
     folder: Path, trainer: Any, spec: Spec, backend: str
 ) -> tuple[int, dict[str, list[float]], float]:
@@ -368,19 +437,25 @@ def _restore(
         raise UsageError(f"{folder}: checkpoint is from {progress['backend']}, not {backend}")
     seed = spec.train.seed
     if progress.get("seed") != seed:
-        raise UsageError(f"{folder}: checkpoint was trained with seed {progress.get('seed')}, "
-                         f"but {SPEC_FILE} now says seed {seed}; resuming would not reproduce "
-                         "the run")  # fmt: skip
-    if progress.get("spec") != _fingerprint(spec):
-        raise UsageError(f"{folder}: {SPEC_FILE} was changed after the checkpoint was written "
-                         "(only --epochs may change on a resume); resuming would not reproduce "
-                         "the run")  # fmt: skip
+        raise UsageError(
+            f"{folder}: checkpoint was trained with seed {progress.get('seed')}, "
+            f"but {SPEC_FILE} now says seed {seed}; resuming would not reproduce "
+            "the run"
+        )
+    if progress.get("spec") != spec_fingerprint(spec):
+        raise UsageError(
+            f"{folder}: {SPEC_FILE} was changed after the checkpoint was written "
+            "(only --epochs may change on a resume); resuming would not reproduce "
+            "the run"
+        )
     now = _environment(backend)
     mismatched = {k: (v, now.get(k)) for k, v in progress["versions"].items() if now.get(k) != v}
     if mismatched:
         detail = ", ".join(f"{k} {old} → {new}" for k, (old, new) in mismatched.items())
-        raise UsageError(f"{folder}: checkpoint was written under other versions or thread "
-                         f"counts ({detail}); resuming would not reproduce the run")  # fmt: skip
+        raise UsageError(
+            f"{folder}: checkpoint was written under other versions or thread "
+            f"counts ({detail}); resuming would not reproduce the run"
+        )
     trainer.load_state(state)
     return int(progress["epoch"]), progress["history"], float(progress["best"])
 
@@ -404,13 +479,73 @@ def _finish(
     from specnet import plots
 
     final = trainer.weights()
-    save_weights(folder / WEIGHTS_FILE, final, overwrite=True, metadata={"spec": plan.name})
+    names = json.dumps(data.class_names)
+    save_weights(
+        folder / WEIGHTS_FILE,
+        final,
+        overwrite=True,
+        metadata={"spec": plan.name, "class_names": names},
+    )
     model = backend.build(plan)
     backend.set_weights(model, plan, final)
-    backend.save_native(model, folder / backend.native_file)
+    backend.save_native(model, folder / backend.native_file, plan)
     x, y = (data.x_val, data.y_val) if len(data.x_val) else (data.x_train, data.y_train)
     binary = plan.spec.train.loss == "binary_crossentropy"
     _, _, guess = evaluate_logits(trainer.logits, x, y, binary)
     classes = len(data.class_names)
     plots.training_curves(history, folder / "training_curves.png", plan.name)
     plots.confusion_matrix(y, guess, data.class_names, folder / "confusion_matrix.png", classes)
+
+
+def _overridden(spec: Spec, overrides: dict[str, Any]) -> Spec:
+    """The spec with ``train`` fields set from the command line, validated like the file."""
+    if not overrides:
+        return spec
+    document = spec.train.model_dump(mode="json")
+    for key, value in overrides.items():
+        if key == "learning_rate":
+            document["optimizer"]["learning_rate"] = value
+        else:
+            document[key] = value
+    try:
+        changed = Train.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(step) for step in first["loc"] if not str(step)[0].isupper())
+        raise UsageError(f"train.{where}: {first['msg'].lower()}") from None
+    return spec.model_copy(update={"train": changed})
+
+
+def _same_network(given: Spec, run: Spec, given_path: str | Path, folder: Path) -> None:
+    """``train SPEC --resume RUN`` continues RUN's own spec: refuse a SPEC that differs."""
+
+    def network(spec: Spec) -> dict[str, Any]:
+        document = spec.model_dump(
+            mode="json", exclude={"data", "class_names", "description", "schema_"}
+        )
+        document["train"].pop("epochs", None)
+        return document
+
+    mine, theirs = network(given), network(run)
+    if mine != theirs:
+        changed = sorted(
+            key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key)
+        )
+        raise UsageError(
+            f"{given_path} differs from the spec {folder} was trained with ({', '.join(changed)}); "
+            f"--resume continues the run's own spec: drop {given_path}, or start a new run"
+        )
+
+
+def _check_cuda(backend: str) -> None:
+    """``--device cuda`` on a machine whose framework sees no GPU is refused (exit 1), on both
+    backends, rather than trained on the CPU and recorded as cuda."""
+    if backend == "torch":
+        if not require("torch").cuda.is_available():
+            raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
+        return
+    from specnet.backends.keras import _keras
+
+    _keras()
+    if not require("tensorflow").config.list_physical_devices("GPU"):
+        raise RuntimeFailure("--device cuda: TensorFlow sees no GPU here")

@@ -41,8 +41,10 @@ __all__ = [
     "expected_shapes",
     "init_weights",
     "load_weights",
+    "read_metadata",
     "read_safetensors",
     "save_weights",
+    "weights_classes",
 ]
 
 Weights = dict[str, "np.ndarray"]
@@ -217,3 +219,45 @@ def read_safetensors(path: str | Path) -> Weights:
     """Read a safetensors file with NumPy and the standard library only (no pickle, no code)."""
     require("numpy")
     return _standalone.read_safetensors(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (empty when it has none or is unreadable:
+    reading the tensors reports the damage)."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(length, 100 << 20)))
+    except (OSError, ValueError, struct.error):
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def weights_classes(path: str | Path) -> list[str] | None:
+    """The class order recorded with a weights file or checkpoint (``class_names``), if any."""
+    text = read_metadata(path).get("class_names")
+    try:
+        names = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def check_classes(path: str | Path, names: list[str] | None) -> list[str] | None:
+    """Refuse weights trained for other classes (or the same ones in another order) than
+    ``names``; returns the weights' class order (which a spec without class names adopts)."""
+    recorded = weights_classes(path)
+    if recorded is not None and names is not None and recorded != list(names):
+        same = sorted(recorded) == sorted(names)
+        raise UsageError(
+            f"{path}: these weights were trained for classes {recorded}, but the spec names "
+            f"{list(names)}"
+            + (
+                "; the same classes in another order would swap predictions: write class_names "
+                "in the weights' order"
+                if same
+                else "; were they trained for another spec?"
+            )
+        )
+    return recorded

@@ -92,7 +92,12 @@ def test_directories_are_never_silently_overwritten(tmp_path: Path, cli) -> None
     out = tmp_path / "b"
     assert cli("build", SEED, "--backend", "torch", "--out", out).code == 0
     assert cli("build", SEED, "--backend", "keras", "--out", out).code == 0  # same spec: a rebuild
-    assert not (out / "model.torch.safetensors").exists()  # no stale model from the other backend
+    # same spec, same (seeded) weights: both native models stay (see test_trust for the rest)
+    assert (out / "model.torch.safetensors").exists()
+    reseeded = cli("build", SEED, "--backend", "keras", "--out", out, "--seed", "5")
+    assert reseeded.code == 0
+    assert not (out / "model.torch.safetensors").exists()  # no stale model from other weights
+    assert "removed" in reseeded.err and "model.torch.safetensors" in reseeded.err
     other = cli("build", STRIDES, "--backend", "torch", "--out", out)
     assert other.code == 2
     assert "holds a build of spec 'seed_cnn'" in other.err

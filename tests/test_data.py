@@ -66,12 +66,12 @@ def test_batch_order_depends_on_seed_and_epoch_only() -> None:
 
 
 def test_npz(tmp_path: Path) -> None:
-    x = np.random.default_rng(0).integers(0, 256, size=(40, 12, 10), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 12, 10, 3), dtype=np.uint8)
     y = np.eye(3)[np.arange(40) % 3]  # one-hot
     np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:5], y_test=np.arange(5) % 3)
     data = load_data(_spec(), 3, NpzData(source="npz", path=str(tmp_path / "d.npz")))
-    assert data.x_train.shape == (30, 12, 10, 3)  # grey → 3 channels
-    assert np.allclose(data.x_train[0, ..., 0], x[0] / 255)
+    assert data.x_train.shape == (30, 12, 10, 3)
+    assert np.allclose(data.x_train[0], x[0] / 255)
     assert list(data.y_train[:4]) == [0, 1, 2, 0]
     assert data.x_test is not None
     assert len(data.x_test) == 5
@@ -96,7 +96,7 @@ def test_npz(tmp_path: Path) -> None:
         ({"x": np.zeros((4, 12, 10, 3), complex), "y": np.zeros(4, int)}, "expected numbers"),
         ({"x": np.zeros((4, 12, 10, 3, 1)), "y": np.zeros(4, int)}, "expected \\(N, H, W"),
         ({"x": np.zeros((4, 0, 10, 3)), "y": np.zeros(4, int)}, "expected \\(N, H, W"),
-        ({"x": np.zeros((4, 12, 10, 2)), "y": np.zeros(4, int)}, "2 channels, the spec wants 3"),
+        ({"x": np.zeros((4, 12, 10, 2)), "y": np.zeros(4, int)}, "2 channel.*input_shape .* has 3"),
         ({"x": np.zeros((1, 12, 10, 3)), "y": np.zeros(1, int)}, "no training samples left"),
         (
             {"x": np.zeros((4, 12, 10, 3)), "y": np.zeros(4, int), "x_test": np.zeros((2, 12, 10))},
@@ -152,6 +152,11 @@ def _folder(root: Path, counts: dict[str, int]) -> None:
             Image.fromarray(pixels).save(root / name / f"{i}.png")
 
 
+def _other_classes(root: Path) -> None:
+    """Two more good class folders, so a 3-output spec accepts the folder's class count."""
+    _folder(root, {"zz_b": 1, "zz_c": 1})
+
+
 def test_image_folder(tmp_path: Path) -> None:
     _folder(tmp_path / "imgs", {"zebra": 4, "apple": 4, "mango": 4})
     data = load_data(_spec(), 3, FolderData(source="folder", path=str(tmp_path / "imgs")))
@@ -178,6 +183,7 @@ def test_image_modes_beyond_8_bit_rgb(tmp_path: Path) -> None:
     rgba[..., 0], rgba[..., 3] = 200, 7  # alpha is dropped, as Keras's load_img does
     _image(root / "a" / "rgba.png", rgba)
     _image(root / "a" / "bits.png", np.eye(12, 10, dtype=bool))
+    _other_classes(root)
     from PIL import Image
 
     Image.fromarray(np.full((12, 10, 3), 40, np.uint8)).convert(
@@ -185,6 +191,7 @@ def test_image_modes_beyond_8_bit_rgb(tmp_path: Path) -> None:
     ).save(root / "a" / "pal.gif")
     data = load_data(_spec(), 3, FolderData(source="folder", path=str(root)))
     x = np.concatenate([data.x_train, data.x_val])
+    x = x[np.concatenate([data.y_train, data.y_val]) == data.class_names.index("a")]
     by_max = sorted(x.reshape(len(x), -1).max(1).round(4))
     want = sorted([round(59500 / 65535, 4)] * 2 + [round(200 / 255, 4), 1.0, round(40 / 255, 4)])
     assert by_max == pytest.approx(want, abs=2e-3)
@@ -203,6 +210,7 @@ def test_image_modes_beyond_8_bit_rgb(tmp_path: Path) -> None:
 def test_deep_images_out_of_range(pixels: np.ndarray, message: str, tmp_path: Path) -> None:
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     _image(tmp_path / "imgs" / "a" / "x.tiff", pixels)
+    _other_classes(tmp_path / "imgs")
     with pytest.raises(UsageError, match=f"x.tiff: .*{message}"):
         load_data(_spec(), 3, FolderData(source="folder", path=str(tmp_path / "imgs")))
 
@@ -215,9 +223,11 @@ def test_bad_image_folder(case: str, tmp_path: Path) -> None:
         message = "no class folders"
     elif case == "empty":
         (root / "a").mkdir(parents=True)
+        _other_classes(root)
         message = "no images"
     else:
         _folder(root, {"a": 2})
+        _other_classes(root)
         bad = root / "a" / "bad.png"
         good = (root / "a" / "0.png").read_bytes()
         bad.write_bytes(

@@ -74,8 +74,9 @@ class Backend(Protocol):
     def count_params(self, model: Any) -> int:
         """Parameters as the framework counts them."""
 
-    def save_native(self, model: Any, path: Path) -> None:
-        """Write the native model file atomically (no pickle)."""
+    def save_native(self, model: Any, path: Path, plan: Plan | None = None) -> None:
+        """Write the native model file atomically (no pickle); with ``plan``, ready to train on
+        as the framework's own tools expect (Keras: compiled with the spec's optimizer and loss)."""
 
     def load_native(self, path: Path, plan: Plan) -> Any:
         """Read a native model file written by :meth:`save_native`."""

@@ -8,6 +8,7 @@ the live model and writes the standalone source, so the two cannot drift apart.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 import tempfile
@@ -17,10 +18,10 @@ from typing import Any
 
 from specnet import __version__
 from specnet._frameworks import require
-from specnet._io import TEMP_SUFFIX
+from specnet._io import TEMP_SUFFIX, current_umask
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source
 from specnet.errors import RuntimeFailure
-from specnet.shapes import Plan, PlanLayer
+from specnet.shapes import Plan, PlanLayer, ends_in_softmax
 from specnet.spec import (
     Activation,
     Conv2D,
@@ -34,7 +35,7 @@ from specnet.spec import (
 )
 from specnet.weights import Weights, check_weights, expected_shapes
 
-__all__ = ["BACKEND", "LAYERS", "KerasBackend"]
+__all__ = ["BACKEND", "LAYERS", "KerasBackend", "compile_model", "loss_source"]
 
 Call = tuple[str, dict[str, Any]]  # (keras.layers class name, keyword arguments)
 
@@ -146,6 +147,48 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+_LOSSES = {
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+}
+
+
+def _loss(plan: Plan) -> tuple[str, bool]:
+    """The Keras loss class for ``train.loss`` and its ``from_logits``: on probabilities when
+    the network ends in softmax (or sigmoid), on logits otherwise."""
+    last = plan.spec.layers[-1]
+    squashed = ends_in_softmax(plan) or getattr(last, "activation", None) == "sigmoid"
+    return _LOSSES[plan.spec.train.loss], not squashed
+
+
+def loss_source(plan: Plan) -> str:
+    """The loss as Python source, for generated files."""
+    cls, from_logits = _loss(plan)
+    return f"keras.losses.{cls}(from_logits={from_logits})"
+
+
+def compile_model(model: Any, plan: Plan) -> None:
+    """``model.compile`` with the spec's optimizer, loss and metrics (what ``fit`` needs)."""
+    keras = _keras()
+    from specnet.backends.keras_train import optimizer
+
+    cls, from_logits = _loss(plan)
+    model.compile(
+        optimizer=optimizer(plan.spec.train.optimizer),
+        loss=getattr(keras.losses, cls)(from_logits=from_logits),
+        metrics=list(plan.spec.train.metrics),
+    )
+
+
+_OPTIMIZERS = {"SGD": "SGD", "Adam": "Adam", "RMSprop": "RMSprop"}
+_LABELS = {
+    "categorical_crossentropy": "one-hot rows (keras.utils.to_categorical)",
+    "sparse_categorical_crossentropy": "class indices",
+    "binary_crossentropy": "0 or 1",
+}
+
+
 class KerasBackend:
     """Keras 3 on TensorFlow. Models are ``keras.Sequential``; the input is NHWC."""
 
@@ -181,13 +224,18 @@ class KerasBackend:
     def count_params(self, model: Any) -> int:
         return int(model.count_params())
 
-    def save_native(self, model: Any, path: Path) -> None:
+    def save_native(self, model: Any, path: Path, plan: Plan | None = None) -> None:
+        """``model.keras``, compiled with the spec's optimizer, loss and metrics when ``plan`` is
+        given, so that ``keras.saving.load_model(path).fit(x, y)`` continues training."""
+        if plan is not None:
+            compile_model(model, plan)
         fd, tmp = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=f"{TEMP_SUFFIX}.keras", dir=path.parent
         )
         os.close(fd)
         try:
             model.save(tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; act like open()
             os.replace(tmp, path)
         except OSError as exc:
             raise RuntimeFailure(f"{path}: cannot write ({exc.strerror})") from None
@@ -223,7 +271,17 @@ class KerasBackend:
             lines.append(f"            layers.{call},  # -> (None, {shape})")
         body = "\n".join(lines)
         reader = inspect.getsource(_standalone.read_safetensors)
+        config = plan.spec.train.optimizer
+        defaults = {key: info.default for key, info in type(config).model_fields.items()}
+        options = config.model_dump(exclude={"type"})
+        optimizer = call_source(
+            f"keras.optimizers.{_OPTIMIZERS[type(config).__name__]}", (), options, defaults
+        )
         return _KERAS_SOURCE.format(
+            optimizer=optimizer,
+            loss=loss_source(plan),
+            metrics=json.dumps(list(plan.spec.train.metrics)),
+            labels=_LABELS[plan.spec.train.loss],
             name=plan.name,
             version=__version__,
             input_shape=tuple(plan.input_shape),
@@ -252,14 +310,21 @@ from keras import layers
 
 
 def build_model() -> keras.Model:
-    """The network, input channels last: {input_shape}."""
-    return keras.Sequential(
+    """The network, input channels last: {input_shape}; compiled as the spec trains it, so
+    ``model.fit(x, y)`` works at once."""
+    model = keras.Sequential(
         [
             keras.Input(shape={input_shape}),
 {layers}
         ],
         name={name!r},
     )
+    model.compile(
+        optimizer={optimizer},
+        loss={loss},
+        metrics={metrics},
+    )  # labels for fit(): {labels}
+    return model
 
 
 {reader}

@@ -19,7 +19,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.keras import _keras
-from specnet.errors import UsageError
+from specnet.errors import RuntimeFailure, UsageError
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
 from specnet.weights import Weights
@@ -90,6 +90,8 @@ class KerasTrainer:
         tf = require("tensorflow")
         if device == "cpu":  # TensorFlow takes a GPU when it sees one; "cuda"/"auto" let it
             tf.config.set_visible_devices([], "GPU")
+        elif device == "cuda" and not tf.config.list_physical_devices("GPU"):
+            raise RuntimeFailure("--device cuda: TensorFlow sees no GPU here")
         self.backend, self.plan, self.train_config, self.tf = backend, plan, train, tf
         self.strategy = _strategy(tf, strategy, options.replicas) if strategy else None
         scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()

@@ -255,13 +255,27 @@ def _ir_version(onnx: Any, opset: int) -> int:
 def stamp(
     model: Any, plan: Plan, layout: str, via: str, class_names: list[str] | None = None
 ) -> None:
-    """The metadata every exported file carries."""
+    """The metadata every exported file carries, the preprocessing included: what a user
+    must do to an image to feed the model without reading specnet's data loader."""
+    h, w, c = plan.input_shape
+    order = {1: "grey", 3: "RGB", 4: "RGBA"}.get(c, f"{c} channels")
+    dims = f"[batch, {h}, {w}, {c}]" if layout == "nhwc" else f"[batch, {c}, {h}, {w}]"
     entries = {
         "spec": plan.name,
         "specnet_version": __version__,
         "class_names": json.dumps(class_names or plan.spec.class_names or []),
         "layout": layout,
         "via": via,
+        "preprocessing": json.dumps(
+            {
+                "channels": order,
+                "resize": f"bilinear to {h}x{w} (height x width), Pillow's Image.resize",
+                "scale": "pixel / 255 (8-bit), / 65535 (16-bit): float32 in [0, 1]",
+                "mean": 0.0,
+                "std": 1.0,
+                "input": f"float32 {dims} ({layout.upper()})",
+            }
+        ),
     }
     del model.metadata_props[:]
     for key, value in entries.items():
@@ -358,7 +372,7 @@ class OnnxBackend:
     def count_params(self, model: OnnxModel) -> int:
         return sum(int(v.size) for v in model.weights.values())
 
-    def save_native(self, model: OnnxModel, path: Path) -> None:
+    def save_native(self, model: OnnxModel, path: Path, plan: Plan | None = None) -> None:
         atomic_write_bytes(path, model.proto().SerializeToString(), overwrite=True)
 
     def load_native(self, path: Path, plan: Plan) -> OnnxModel:

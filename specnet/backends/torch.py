@@ -171,9 +171,13 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
         layer, name = step.layer, step.name
         if isinstance(layer, Conv2D):
             table.append(
-                (f"{name}.kernel", f"{name}.weight", [("transpose", (3, 2, 0, 1))],
-                 [("transpose", (2, 3, 1, 0))])
-            )  # fmt: skip
+                (
+                    f"{name}.kernel",
+                    f"{name}.weight",
+                    [("transpose", (3, 2, 0, 1))],
+                    [("transpose", (2, 3, 1, 0))],
+                )
+            )
         elif isinstance(layer, Dense) and name in images:
             (h, w, c), units = images[name], layer.units
             to_torch: list[Step] = [
@@ -244,8 +248,10 @@ class TorchBackend:
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
         torch = _torch()
         weights = check_weights(plan, weights)
-        state = {key: torch.from_numpy(apply_steps(weights[canonical], steps))
-                 for canonical, key, steps, _ in conversions(plan)}  # fmt: skip
+        state = {
+            key: torch.from_numpy(apply_steps(weights[canonical], steps))
+            for canonical, key, steps, _ in conversions(plan)
+        }
         model.load_state_dict(state, strict=True)
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
@@ -269,7 +275,7 @@ class TorchBackend:
     def count_params(self, model: Any) -> int:
         return sum(int(p.numel()) for p in model.parameters())
 
-    def save_native(self, model: Any, path: Path) -> None:
+    def save_native(self, model: Any, path: Path, plan: Plan | None = None) -> None:
         save = require("safetensors.torch").save
         state = {key: value.contiguous() for key, value in model.state_dict().items()}
         atomic_write_bytes(path, save(state, metadata={"format": "pt"}), overwrite=True)
@@ -310,12 +316,26 @@ class TorchBackend:
             for canonical, key, steps, _ in conversions(plan)
         ]
         h, w, c = plan.input_shape
+        last, last_cls = (modules[-1][0], modules[-1][1]) if modules else ("", "")
+        squash = {"Softmax": "nn.CrossEntropyLoss", "Sigmoid": "nn.BCEWithLogitsLoss"}
+        if last_cls in squash:  # expose the logits: PyTorch's losses take logits
+            head = _TORCH_HEAD.format(
+                last=last, loss=squash[last_cls], what=last_cls.lower(), calls="\n".join(calls[:-1])
+            )
+            usage = (
+                f"logits = model.logits(images)  # train on these: {squash[last_cls]}"
+                f"()(logits, labels)\n    "
+            )
+        else:
+            head = _TORCH_PLAIN.format(calls="\n".join(calls))
+            usage = ""
         return _TORCH_SOURCE.format(
             name=plan.name,
             version=__version__,
             class_name=class_name or "Net",
             inits="\n".join(inits),
-            calls="\n".join(calls),
+            head=head,
+            usage=usage,
             input_nchw=f"(N, {c}, {h}, {w})",
             reader=inspect.getsource(_standalone.read_safetensors),
             loads="\n".join(loads) or "    pass",
@@ -351,7 +371,7 @@ _TORCH_SOURCE = '''\
     load_canonical_weights(model, "weights.safetensors")
     model.eval()
     probabilities = model(images)  # images: {input_nchw}, float32, channels first
-"""
+    {usage}"""
 
 from __future__ import annotations
 
@@ -372,10 +392,7 @@ class {class_name}(nn.Module):
         super().__init__()
 {inits}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-{calls}
-        return x
-
+{head}
 
 {reader}
 
@@ -385,6 +402,24 @@ def load_canonical_weights(model: {class_name}, path: str | Path) -> None:
     transposed, and the Dense after a Flatten has its rows reordered from (h, w, c) to (c, h, w)."""
     weights = read_safetensors(path)
 {loads}
+'''
+
+_TORCH_PLAIN = """\
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+{calls}
+        return x
+"""
+
+_TORCH_HEAD = '''\
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The scores before the final {what}: train on these with {loss}, which
+        applies the {what} itself (on forward()'s output it would apply it twice)."""
+{calls}
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities, as the Keras model and the ONNX export compute them."""
+        return self.{last}(self.logits(x))
 '''
 
 BACKEND = TorchBackend()
