@@ -30,7 +30,7 @@ from specnet._io import atomic_write_text
 from specnet.backends import BACKENDS, get_backend
 from specnet.rundir import MARKER, claim, read_marker, staged, write_marker
 from specnet.shapes import Limits, Plan, class_names_of, infer, summary_text
-from specnet.spec import Spec, load_spec
+from specnet.spec import Spec, as_spec
 from specnet.weights import check_classes, init_weights, load_weights, save_weights
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def resolved_yaml(plan: Plan, source: str) -> str:
 
 
 def build(
-    spec_path: str | Path,
+    spec_path: str | Path | Spec,
     backend: str = "keras",
     *,
     out: str | Path | None = None,
@@ -99,18 +99,16 @@ def build(
     emit_source: str | Path | None = None,
     limits: Limits | None = None,
 ) -> BuildResult:
-    """Build ``spec_path`` with ``backend`` and write its build directory.
+    """Build ``spec_path`` (a file or a :class:`Spec`) with ``backend`` and write its build
+    directory.
 
     Weights are ``weights`` (a canonical file or a build/run directory, from any backend) or, by
     default, drawn from the spec's initializers with ``seed`` (default: the spec's train seed).
     """
-    spec = load_spec(spec_path)
+    spec, spec_file, _ = as_spec(spec_path)
     plan = infer(spec, limits)
     chosen = get_backend(backend)
     model = chosen.build(plan)  # first: a missing framework must fail before anything is written
-    folder = claim(
-        Path(out or Path("build") / plan.name), kind="build", spec=plan.name, force=force
-    )
     if weights is not None:
         source = resolve_weights_path(Path(weights))
         canonical = load_weights(source, plan)
@@ -122,6 +120,9 @@ def build(
         seed = plan.spec.train.seed if seed is None else seed
         canonical = init_weights(plan, seed)
         origin = f"initializers, seed {seed}"
+    folder = claim(
+        Path(out or Path("build") / plan.name), kind="build", spec=plan.name, force=force
+    )
     chosen.set_weights(model, plan, canonical)
     classes = class_names_of(plan)
     identity: dict[str, object] = {
@@ -137,7 +138,7 @@ def build(
     derived -= set(kept.values())
     names = [SPEC_FILE, WEIGHTS_FILE, chosen.native_file, "summary.txt", *kept.values()]
     with staged(folder, replaces=derived) as stage:
-        atomic_write_text(stage / SPEC_FILE, resolved_yaml(plan, str(spec_path)), overwrite=True)
+        atomic_write_text(stage / SPEC_FILE, resolved_yaml(plan, spec_file), overwrite=True)
         save_weights(
             stage / WEIGHTS_FILE,
             canonical,
@@ -155,7 +156,7 @@ def build(
             stage,
             kind="build",
             spec=plan.name,
-            spec_file=str(spec_path),
+            spec_file=spec_file,
             backend=backend,
             backends=sorted({backend, *kept} - {"onnx"}),
             weights=origin,

@@ -29,19 +29,20 @@ if TYPE_CHECKING:  # for annotations only: the CLI imports the library lazily, p
 __all__ = ["main"]
 
 EXAMPLES = """\
-examples:
-  specnet init my_net.yaml                     write a starter spec
-  specnet validate specs/*.yaml                check specs (every problem of each; exit 2 if any)
-  specnet summary specs/seed_cnn.yaml          layers, output shapes, parameters, FLOPs
-  specnet summary specs/seed_cnn.yaml --json   the same as JSON
-  specnet schema -o specnet.schema.json        JSON Schema for editors (draft-07)
-  specnet build specs/seed_cnn.yaml --backend torch --emit-source model.py
+examples (they work anywhere: the example specs ship with specnet):
+  specnet init net.yaml --example seed_cnn     copy a bundled example spec (--list names them)
+  specnet init net.yaml --from-folder photos/  a starter spec for an image folder of classes
+  specnet validate net.yaml                    check it: every problem, located (exit 2 if any)
+  specnet summary net.yaml --json              layers, output shapes, parameters, FLOPs
+  specnet build net.yaml --backend torch --emit-source model.py
                                                native model + canonical weights in build/seed_cnn/
-  specnet build specs/seed_cnn.yaml --backend keras --weights build/seed_cnn
+  specnet build net.yaml --backend keras --weights build/seed_cnn
                                                the same weights in the other framework
-  specnet train specs/seed_cnn.yaml --backend torch   train; writes runs/seed_cnn/torch-1
+  specnet train net.yaml --backend torch --epochs 3   train; writes runs/seed_cnn/torch-1
+  specnet evaluate runs/seed_cnn/torch-1       loss, accuracy, per-class report
+  specnet predict runs/seed_cnn/torch-1 photos/ --format csv   classify a folder of images
   specnet export --onnx                        export the most recent build or run
-  specnet parity specs/seed_cnn.yaml           Keras, PyTorch, ONNX Runtime: the same function?
+  specnet parity net.yaml                      Keras, PyTorch, ONNX Runtime: the same function?
 
 exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for tracebacks.
 """
@@ -165,16 +166,22 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from specnet._io import atomic_write_text
     from specnet.schema import json_schema_text
-    from specnet.templates import folder_spec, starter_spec
+    from specnet.templates import bundled_specs, example_spec, folder_spec, starter_spec
 
+    if args.list:
+        print("\n".join(bundled_specs()))
+        return 0
     target = Path(args.path)
+    if args.from_folder is not None and args.example is not None:
+        raise UsageError("init takes --from-folder or --example, not both")
     if not args.force and target.exists():  # before reading a folder of images
         raise UsageError(f"{target}: already exists; pass --force to replace it")
-    text = (
-        starter_spec(target.stem, str(target))
-        if args.from_folder is None
-        else folder_spec(target, Path(args.from_folder))
-    )
+    if args.from_folder is not None:
+        text = folder_spec(target, Path(args.from_folder))
+    elif args.example is not None:
+        text = example_spec(args.example, target)
+    else:
+        text = starter_spec(target.stem, str(target))
     atomic_write_text(target, text, overwrite=args.force)
     print(f"wrote {target}")
     schema = target.parent / "specnet.schema.json"
@@ -442,16 +449,17 @@ def _add_out(parser: argparse.ArgumentParser, metavar: str, help: str) -> None:
 # ----------------------------------------------------------------------------- the parser
 
 VERB_EXAMPLES = {
-    "validate": "specnet validate specs/seed_cnn.yaml specs/strides_same.yaml",
-    "summary": "specnet summary specs/seed_cnn.yaml --json",
+    "validate": "specnet validate net.yaml other.yaml",
+    "summary": "specnet summary net.yaml --json",
     "schema": "specnet schema -o specnet.schema.json",
-    "init": "specnet init my_net.yaml --from-folder photos/",
-    "build": "specnet build specs/seed_cnn.yaml --backend torch --emit-source model.py",
-    "train": "specnet train specs/seed_cnn.yaml --backend torch --epochs 3 --batch-size 64",
+    "init": "specnet init net.yaml --example seed_cnn\n"
+    "  specnet init net.yaml --from-folder photos/",
+    "build": "specnet build net.yaml --backend torch --emit-source model.py",
+    "train": "specnet train net.yaml --backend torch --epochs 3 --batch-size 64",
     "evaluate": "specnet evaluate runs/seed_cnn/torch-1 --json",
     "predict": "specnet predict runs/seed_cnn/torch-1 photos/ --format csv --top-k 2",
     "export": "specnet export runs/seed_cnn/torch-1 --onnx --via direct -o model.onnx",
-    "parity": "specnet parity specs/seed_cnn.yaml --backends keras,torch,onnx",
+    "parity": "specnet parity net.yaml --backends keras,torch,onnx",
 }
 
 
@@ -461,7 +469,7 @@ def _verb(verbs: Any, name: str, help: str, description: str) -> argparse.Argume
         name,
         help=help,
         description=textwrap.fill(description, 88),
-        epilog=f"example:\n  {VERB_EXAMPLES[name]}",
+        epilog=f"example{'s' if chr(10) in VERB_EXAMPLES[name] else ''}:\n  {VERB_EXAMPLES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
@@ -520,7 +528,8 @@ def _parser() -> argparse.ArgumentParser:
         "write a starter spec",
         "Write a commented starter spec (the classic Keras CNN) and, beside it, the JSON "
         "Schema for editors. With --from-folder, input_shape and class_names come from an "
-        "image folder (one subfolder per class) and data points at it.",
+        "image folder (one subfolder per class) and data points at it; with --example, it is "
+        "one of the specs that ship with specnet (--list names them).",
     )
     init.add_argument(
         "path",
@@ -534,6 +543,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="fill input_shape, class_names and data from an image folder",
     )
+    init.add_argument(
+        "--example",
+        metavar="NAME",
+        help="copy a bundled example spec instead (seed_cnn, digits_cnn, keras/mnist_convnet, …)",
+    )
+    init.add_argument("--list", action="store_true", help="list the bundled examples and exit")
     init.add_argument("--force", action="store_true", help="replace PATH if it exists")
     init.set_defaults(handler=_cmd_init)
 

@@ -50,6 +50,7 @@ __all__ = [
     "Softmax",
     "Spec",
     "Train",
+    "as_spec",
     "load_spec",
     "loads_spec",
     "spec_from_dict",
@@ -378,6 +379,11 @@ class Spec(_Model):
         source = self._source or Located("<spec>", None)
         return source.issue(path, message, hint)
 
+    @property
+    def source_file(self) -> str:
+        """The file this spec was loaded from (``<string>``, ``<dict>`` for API-made specs)."""
+        return self._source.file if self._source is not None else "<spec>"
+
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain data (what a run directory stores)."""
         return self.model_dump(mode="json", by_alias=True, exclude={"schema_"})
@@ -397,6 +403,16 @@ def load_spec(path: str | FilePath) -> Spec:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     return _validate(load_yaml(raw, str(path)))
+
+
+def as_spec(spec: str | FilePath | Spec) -> tuple[Spec, str, FilePath]:
+    """A spec file or a :class:`Spec` → (the spec, where it came from, the folder its relative
+    data paths are relative to: the file's, else the working directory)."""
+    if isinstance(spec, Spec):
+        source = spec.source_file
+        base = FilePath(source).parent if FilePath(source).is_file() else FilePath.cwd()
+        return spec, source, base
+    return load_spec(spec), str(spec), FilePath(spec).parent
 
 
 def loads_spec(text: str, filename: str = "<string>") -> Spec:

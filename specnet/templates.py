@@ -7,10 +7,11 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from specnet.errors import UsageError
 
-__all__ = ["folder_spec", "starter_spec"]
+__all__ = ["bundled_specs", "example_spec", "folder_spec", "starter_spec"]
 
 _STARTER = """\
 # Run: specnet summary {file}
@@ -150,3 +151,46 @@ data:
   source: folder
   path: {path}
 """
+
+
+def bundled_specs() -> dict[str, str]:
+    """The example specs that ship with specnet (the repository's ``specs/``, packaged as
+    ``specnet/specs``): name (``seed_cnn``, ``keras/mnist_convnet``) → text."""
+    from importlib import resources
+
+    root = resources.files("specnet") / "specs"
+    found: dict[str, str] = {}
+
+    def walk(folder: Any, prefix: str) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                found[prefix + entry.name.removesuffix(".yaml")] = entry.read_text("utf-8")
+
+    if root.is_dir():
+        walk(root, "")
+    return found
+
+
+def example_spec(name: str, target: Path) -> str:
+    """A bundled example spec, to be written at ``target``: its ``# Run:`` line names the new
+    file and its schema line the ``specnet.schema.json`` that ``init`` writes beside it."""
+    specs = bundled_specs()
+    if name not in specs:
+        close = [n for n in specs if n.split("/")[-1] == name]
+        if len(close) == 1:
+            name = close[0]
+        else:
+            raise UsageError(f"--example {name!r}: no such example; choose from {', '.join(specs)}")
+    lines = specs[name].splitlines(keepends=True)
+    out = []
+    for line in lines:
+        if line.startswith("# Run: "):
+            command = line.removeprefix("# Run: ").split()
+            verb = command[1] if len(command) > 1 else "summary"
+            line = f"# Run: specnet {verb} {_run_line(str(target))}\n"
+        elif line.startswith("# yaml-language-server: $schema="):
+            line = "# yaml-language-server: $schema=specnet.schema.json\n"
+        out.append(line)
+    return "".join(out)

@@ -47,7 +47,7 @@ from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, Usa
 from specnet.progress import Progress
 from specnet.rundir import claim, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import Spec, SyntheticData, Train, load_spec
+from specnet.spec import Spec, SyntheticData, Train, as_spec, load_spec
 from specnet.weights import (
     check_classes,
     encode_safetensors,
@@ -140,7 +140,7 @@ def evaluate_logits(
 
 
 def train(
-    spec_path: str | Path | None = None,
+    spec_path: str | Path | Spec | None = None,
     backend: str | None = None,
     *,
     data: Any = None,
@@ -186,11 +186,13 @@ def train(
                 f"{marker['backend']} (drop --backend, or start a new run with --backend {backend})"
             )
         if spec_path is not None:
-            _same_network(load_spec(spec_path), spec, spec_path, folder)
+            given, given_file, _ = as_spec(spec_path)
+            _same_network(given, spec, given_file, folder)
         backend = str(marker["backend"])
         done = int(marker.get("epochs_done") or 0)
-        wanted = spec.train.epochs if epochs is None else epochs
-        if marker.get("status") == "finished" and wanted <= done:
+        if epochs is None:  # the run's own target (its --epochs), not the spec file's
+            epochs = int(marker.get("epochs") or spec.train.epochs)
+        if marker.get("status") == "finished" and epochs <= done:
             raise NothingToDo(
                 f"{folder}: finished all {done} epochs; nothing to resume "
                 f"(train longer with --resume {folder} --epochs N, N > {done})"
@@ -202,12 +204,12 @@ def train(
         if spec_path is None:
             raise UsageError("train needs a SPEC (or --resume RUN)")
         backend = backend or "keras"
-        spec = _overridden(load_spec(spec_path), overrides or {})
-        spec_source = str(spec_path)
+        loaded, spec_source, spec_folder = as_spec(spec_path)
+        spec = _overridden(loaded, overrides or {})
         source = (
             anchored(data, Path.cwd())
             if data is not None
-            else anchored(spec.data or SyntheticData(source="synthetic"), Path(spec_path).parent)
+            else anchored(spec.data or SyntheticData(source="synthetic"), spec_folder)
         )
         spec = spec.model_copy(update={"data": source})
     if epochs is not None:

@@ -97,7 +97,8 @@ def test_directories_are_never_silently_overwritten(tmp_path: Path, cli) -> None
     reseeded = cli("build", SEED, "--backend", "keras", "--out", out, "--seed", "5")
     assert reseeded.code == 0
     assert not (out / "model.torch.safetensors").exists()  # no stale model from other weights
-    assert "removed" in reseeded.err and "model.torch.safetensors" in reseeded.err
+    assert "removed" in reseeded.err
+    assert "model.torch.safetensors" in reseeded.err
     other = cli("build", STRIDES, "--backend", "torch", "--out", out)
     assert other.code == 2
     assert "holds a build of spec 'seed_cnn'" in other.err

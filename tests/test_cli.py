@@ -24,8 +24,8 @@ def test_help_has_examples(cli) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-m", "specnet", "--help"], capture_output=True, text=True, check=True
     )
-    assert "examples:" in proc.stdout
-    assert "specnet summary specs/seed_cnn.yaml" in proc.stdout
+    assert "examples (they work anywhere" in proc.stdout
+    assert "specnet init net.yaml --example seed_cnn" in proc.stdout
     assert "exit codes" in proc.stdout
 
 

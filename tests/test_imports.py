@@ -49,12 +49,19 @@ def test_public_api_is_pinned() -> None:
             "SpecnetError",
             "UsageError",
             "__version__",
+            "build_model",
+            "check_parity",
+            "evaluate_run",
+            "export_onnx",
             "infer",
             "json_schema",
             "load_spec",
             "loads_spec",
+            "open_run",
+            "predict",
             "spec_from_dict",
             "summary_text",
+            "train_model",
         ]
     )
     for name in specnet.__all__:

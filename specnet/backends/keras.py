@@ -174,11 +174,14 @@ def compile_model(model: Any, plan: Plan) -> None:
     from specnet.backends.keras_train import optimizer
 
     cls, from_logits = _loss(plan)
+    chosen = optimizer(plan.spec.train.optimizer)
     model.compile(
-        optimizer=optimizer(plan.spec.train.optimizer),
+        optimizer=chosen,
         loss=getattr(keras.losses, cls)(from_logits=from_logits),
         metrics=list(plan.spec.train.metrics),
     )
+    # built (its slots zero) so that the saved file holds the variables load_model expects
+    chosen.build(model.trainable_variables)
 
 
 _OPTIMIZERS = {"SGD": "SGD", "Adam": "Adam", "RMSprop": "RMSprop"}
