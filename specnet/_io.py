@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from specnet.errors import RuntimeFailure, UsageError
 
@@ -16,6 +18,7 @@ __all__ = [
     "atomic_write_text",
     "current_umask",
     "is_temporary",
+    "json_safe",
     "sweep_temporaries",
 ]
 
@@ -93,3 +96,16 @@ def sweep_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
                 path.unlink()
             removed.append(path)
     return removed
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None``: what strict JSON parsers accept (Python's
+    ``json`` writes a bare ``NaN``, which is not JSON). A metric with no value — the validation
+    loss when ``validation_split`` is 0 — is then ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specnet import __version__
+from specnet._io import json_safe
 from specnet.errors import NothingToDo, SpecError, SpecnetError, UsageError
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports the library lazily, per verb
@@ -290,7 +291,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if worker and os.environ.get("RANK", "0") != "0":
         pass  # rank 0 reports for the run
     elif args.json:
-        print(json.dumps({"finished": _json_safe(summary)}, allow_nan=False))
+        print(json.dumps({"finished": json_safe(summary)}, allow_nan=False))
     elif not args.quiet:
         metrics = ", ".join(
             f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)
@@ -307,23 +308,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as null: what strict JSON parsers accept."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from specnet.evaluate import evaluate
 
     result = evaluate(args.run, _data(args, Path.cwd()), args.backend)
     if args.json:
-        print(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False))
+        print(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False))
     else:
         print(result.text())
     return 0
@@ -380,7 +370,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
 
     runtimes = [name.strip() for name in args.backends.split(",")] if args.backends else None
     report = parity(args.target, runtimes, batch=args.batch, log=_say(args))
-    print(json.dumps(_json_safe(report.to_dict()), indent=2) if args.json else report.text())
+    print(json.dumps(json_safe(report.to_dict()), indent=2) if args.json else report.text())
     return 0 if report.ok else 1
 
 

@@ -19,6 +19,7 @@ backend, which is what makes training parity and exact resume possible.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import zipfile
@@ -48,6 +49,8 @@ __all__ = [
     "parse_data_option",
     "read_image",
     "scaled",
+    "synthetic",
+    "synthetic_classes",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -61,7 +64,16 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "cyan": (0.1, 0.85, 0.85),
     "orange": (1.0, 0.5, 0.0),
     "white": (0.95, 0.95, 0.95),
+    "purple": (0.5, 0.1, 0.75),
+    "pink": (1.0, 0.55, 0.7),
+    "lime": (0.6, 1.0, 0.2),
+    "brown": (0.6, 0.35, 0.1),
 }
+#: the colours a shape class is painted in at random (the first eight, as they always were)
+PALETTE = 8
+#: how classes beyond the base shapes (colours) stay distinct: the same shape (colour) with a
+#: pattern cut into it, in the shape's own unit coordinates so that it scales with the shape
+PATTERNS = ("", "striped", "banded", "checked")
 
 
 @dataclass
@@ -86,7 +98,19 @@ class Dataset:
             "test": 0 if self.x_test is None else len(self.x_test),
             "classes": self.class_names,
             "notes": self.notes,
+            "fingerprint": self.fingerprint(),
         }
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of every split's images and labels: a run records it, and ``evaluate``
+        refuses to report on a validation split that is no longer the one held out (an image
+        added to a folder reshuffles which images are validation ones)."""
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            if array is not None:
+                digest.update(f"{array.dtype.str}{array.shape}".encode())
+                digest.update(array.tobytes())
+        return digest.hexdigest()[:16]
 
 
 def batch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Any:
@@ -116,7 +140,7 @@ def parse_data_option(text: str) -> Any:
             else DigitsData(source="digits")
         )
     path = Path(text)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":  # as image suffixes, in any case (.NPZ)
         return NpzData(source="npz", path=text)
     if path.is_dir():
         return FolderData(source="folder", path=text)
@@ -234,19 +258,25 @@ def synthetic(
     rng = np.random.default_rng([seed, 0xDA7A])
     y = rng.integers(0, classes, size=n)
     by_colour = by in ("colour", "color")
-    known = list(COLOURS) if by_colour else list(SHAPES)
+    known = synthetic_classes(by_colour)
+    if classes > len(known):
+        raise UsageError(
+            f"the built-in data draws at most {len(known)} distinct classes "
+            f"{'by colour' if by_colour else 'by shape'}; this network has {classes} outputs"
+            + ("" if by_colour else " (classes_by: colour draws more)")
+        )
     drawn = names if names and len(names) == classes and set(names) <= set(known) else None
-    names = list(drawn) if drawn else _synthetic_names(classes, by_colour)
-    index = np.asarray(
-        [known.index(name) for name in drawn] if drawn else np.arange(classes) % len(known)
-    )
+    names = list(drawn) if drawn else known[:classes]
+    index = np.asarray([known.index(name) for name in names])  # class → catalogue entry
+    base = len(COLOURS) if by_colour else len(SHAPES)
     colours = np.array(list(COLOURS.values()))
+    pattern = (index // base)[y]
     if by_colour:
-        colour = colours[index[y]]
+        colour = colours[(index % base)[y]]
         kind = rng.integers(0, len(SHAPES), size=n)
     else:
-        colour = colours[rng.integers(0, len(colours), size=n)]
-        kind = index[y]
+        colour = colours[rng.integers(0, PALETTE, size=n)]
+        kind = (index % base)[y]
     size = min(h, w)
     radius = rng.uniform(0.2, 0.4, size=n) * size
     cy = rng.uniform(0.35, 0.65, size=n) * h
@@ -264,7 +294,15 @@ def synthetic(
             abs(dx) + abs(dy) <= 1,
         ]
     )  # (shapes, N, H, W)
-    mask = masks[kind, np.arange(n)][..., None]  # (N, H, W, 1)
+    cuts = np.stack(
+        [
+            np.ones_like(dx, dtype=bool),
+            np.floor((dy + 2) * 2.5) % 2 == 0,  # striped: horizontal bands
+            np.floor((dx + 2) * 2.5) % 2 == 0,  # banded: vertical bands
+            (np.floor((dx + 2) * 2.5) + np.floor((dy + 2) * 2.5)) % 2 == 0,  # checked
+        ]
+    )  # (patterns, N, H, W)
+    mask = (masks[kind, np.arange(n)] & cuts[pattern, np.arange(n)])[..., None]  # (N, H, W, 1)
     background = rng.uniform(0.0, 0.35, size=(n, 1, 1, 3))
     images = np.where(mask, colour[:, None, None, :], background)
     images = images + rng.normal(0, noise, size=images.shape)
@@ -275,12 +313,11 @@ def synthetic(
     return np.clip(images, 0, 1).astype(np.float32), y.astype(np.int64), names
 
 
-def _synthetic_names(classes: int, by_colour: bool) -> list[str]:
+def synthetic_classes(by_colour: bool) -> list[str]:
+    """Every class the built-in data can draw, in order: the base shapes (colours), then each
+    of them with each pattern (``circle_striped``, ``red_checked``, …)."""
     base = list(COLOURS) if by_colour else list(SHAPES)
-    return [
-        base[i % len(base)] + (f"_{i // len(base)}" if i >= len(base) else "")
-        for i in range(classes)
-    ]
+    return [name + (f"_{pattern}" if pattern else "") for pattern in PATTERNS for name in base]
 
 
 def _load_synthetic(

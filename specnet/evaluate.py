@@ -121,6 +121,14 @@ def evaluate(folder: str | Path, data: Any = None, backend: str | None = None) -
     spec = run.plan.spec if data is None else run.plan.spec.model_copy(update={"data": data})
     classes = len(run.class_names)
     dataset = load_data(spec, classes, class_names=run.class_names)
+    recorded = (read_marker(run.folder) or {}).get("data") or {}
+    if data is None and recorded.get("fingerprint") not in (None, dataset.fingerprint()):
+        raise UsageError(
+            f"{run.folder}: its data ({dataset.source}) changed since it was trained "
+            f"({recorded.get('train', '?')} + {recorded.get('validation', '?')} samples then, "
+            f"{len(dataset.x_train)} + {len(dataset.x_val)} now): its validation split would "
+            "mix in training samples; evaluate on data given explicitly with --data"
+        )
     split, x, y = _split(dataset) if data is None else ("given data", *_all(dataset))
     binary = spec.train.loss == "binary_crossentropy"
     loss, accuracy, guess = evaluate_logits(_model(run, training_plan(run.plan)), x, y, binary)

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TextIO
 
+from specnet._io import json_safe
+
 __all__ = ["Progress"]
 
 
@@ -46,7 +48,8 @@ class Progress:
         if self.mode == "quiet":
             return
         if self.mode == "json":
-            self._write(json.dumps({"epoch": epoch + 1, **logs, "seconds": seconds}) + "\n")
+            line = json_safe({"epoch": epoch + 1, **logs, "seconds": seconds})
+            self._write(json.dumps(line, allow_nan=False) + "\n")
             return
         metrics = " - ".join(f"{key} {value:.4f}" for key, value in logs.items())
         prefix = "\r" if self.mode == "bar" else ""

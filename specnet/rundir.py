@@ -27,7 +27,16 @@ from specnet import __version__
 from specnet._io import TEMP_SUFFIX, atomic_write_text, current_umask, is_temporary
 from specnet.errors import RuntimeFailure, UsageError
 
-__all__ = ["MARKER", "claim", "read_marker", "staged", "versions", "write_marker"]
+__all__ = [
+    "ARTIFACTS",
+    "MARKER",
+    "claim",
+    "empty_for_replacement",
+    "read_marker",
+    "staged",
+    "versions",
+    "write_marker",
+]
 
 MARKER = "specnet.json"
 _DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras", "torch", "numpy", "onnx", "onnxruntime")
@@ -81,6 +90,54 @@ def claim(folder: Path, *, kind: str, spec: str, force: bool, reuse: bool = True
             )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+#: every name specnet writes in a build or run directory
+ARTIFACTS = frozenset(
+    {
+        MARKER,
+        "spec.resolved.yaml",
+        "class_names.json",
+        "weights.safetensors",
+        "model.keras",
+        "model.torch.safetensors",
+        "model.onnx",
+        "metrics.csv",
+        "history.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "summary.txt",
+        "checkpoints",
+    }
+)
+
+
+def empty_for_replacement(folder: Path) -> list[str]:
+    """Before ``--force`` writes a new run into ``folder``: remove what the old one left, so the
+    folder holds only the new run's files (a ``model.onnx`` or the other backend's native model
+    from the replaced spec would otherwise be deployed as if they were the new one's).
+
+    A training run's folder is specnet's through and through: everything goes but the marker
+    (overwritten next, so a kill in between still leaves a folder specnet recognises). In a
+    build folder or one specnet did not make, only specnet's own file names go; yours stay.
+    Returns the names removed."""
+    if not folder.is_dir():
+        return []
+    marker = read_marker(folder)
+    whole = marker is not None and marker.get("kind") == "train"
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == MARKER or not (whole or entry.name in ARTIFACTS):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            raise RuntimeFailure(f"{entry}: cannot remove ({exc.strerror or exc})") from None
+        removed.append(entry.name)
+    return removed
 
 
 def write_marker(folder: Path, **fields: Any) -> Path:

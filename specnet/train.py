@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from specnet._frameworks import require
-from specnet._io import atomic_write_bytes, atomic_write_text, sweep_temporaries
+from specnet._io import atomic_write_bytes, atomic_write_text, json_safe, sweep_temporaries
 from specnet.backends import DEFAULT_OPTIONS, Backend, TrainOptions, get_backend
 from specnet.build import (
     SPEC_FILE,
@@ -45,7 +45,7 @@ from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
 from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, UsageError
 from specnet.progress import Progress
-from specnet.rundir import claim, read_marker, versions, write_marker
+from specnet.rundir import claim, empty_for_replacement, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
 from specnet.spec import Spec, SyntheticData, Train, as_spec, load_spec
 from specnet.weights import (
@@ -241,6 +241,8 @@ def train(
                 force=force,
                 reuse=False,
             )
+            if force:  # the replaced run's files must not pass for the new run's
+                empty_for_replacement(folder)
             sweep_temporaries(folder)
             # first, so a run killed from here on is recognisably specnet's (and replaceable)
             write_marker(
@@ -467,7 +469,8 @@ def _write_metrics(folder: Path, history: dict[str, list[float]]) -> None:
     for epoch in range(len(history["loss"])):
         rows.append(f"{epoch}," + ",".join(repr(history[key][epoch]) for key in COLUMNS))
     atomic_write_text(folder / "metrics.csv", "\n".join(rows) + "\n", overwrite=True)
-    atomic_write_text(folder / "history.json", json.dumps(history, indent=2) + "\n", overwrite=True)
+    text = json.dumps(json_safe(history), indent=2, allow_nan=False)  # an empty split's NaN: null
+    atomic_write_text(folder / "history.json", text + "\n", overwrite=True)
 
 
 def _finish(

@@ -52,6 +52,10 @@ def test_readme_commands(cli, monkeypatch, tmp_path) -> None:  # type: ignore[no
             assert (result.out + result.err).splitlines() == shown, command
         else:
             assert result.code == 0, f"{command}: {result.err}"
+    # the round trip (keras build, then torch from its weights) leaves both native models
+    built = tmp_path / "build" / "seed_cnn"
+    assert (built / "model.keras").exists()
+    assert (built / "model.torch.safetensors").exists()
 
 
 def test_python_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
