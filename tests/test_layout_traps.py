@@ -37,7 +37,7 @@ def _check(spec: str, reference: Callable[[np.ndarray, dict[str, np.ndarray]], n
     for backend in BACKENDS:
         model = backend.build(plan)
         backend.set_weights(model, plan, weights)
-        assert_agree(backend.predict(model, x), want, f"{backend.name} vs NumPy", atol=1e-4)
+        assert_agree(backend.predict(model, x), want, f"{backend.name} vs NumPy")
 
 
 CONV_CASES = [

@@ -167,7 +167,8 @@ def test_predict_images_and_npz(tmp_path: Path, cli) -> None:  # type: ignore[no
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in out)
     for backend in ("keras", "torch"):  # the default serves through ONNX Runtime; all agree
         other = json.loads(cli("predict", run, *files, "--json", "--backend", backend).out)
-        for mine, theirs in zip(out, other, strict=False):
+        assert len(other) == len(out)
+        for mine, theirs in zip(out, other, strict=True):
             for name, p in mine["probabilities"].items():
                 assert abs(p - theirs["probabilities"][name]) < 1e-5
     text = cli("predict", run, files[0], "--backend", "keras")
@@ -240,6 +241,7 @@ def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(
 
 
 def test_resume_refuses_another_thread_count(tmp_path: Path) -> None:
+    # both thread counts set here, so the test holds on a machine of any size
     run = tmp_path / "run"
     subprocess.run(
         [
@@ -255,6 +257,7 @@ def test_resume_refuses_another_thread_count(tmp_path: Path) -> None:
             "--quiet",
         ],
         check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
     resumed = subprocess.run(
         [*SPECNET, "train", "--resume", str(run), "--epochs", "2", "--quiet"],
@@ -271,7 +274,12 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
     args = ["train", str(SEED), "--backend", "torch", "--epochs", "8", "--quiet"]
     subprocess.run([*SPECNET, *args, "--out", str(tmp_path / "whole")], check=True)
     process = subprocess.Popen(
-        [*SPECNET, *args, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*SPECNET, *args, "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # a pytest started with SIGINT ignored (nohup, some CI shells) passes that on: Python
+        # then installs no KeyboardInterrupt handler, and the signal would do nothing
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for_epochs(run, 2, process)
     process.send_signal(signal.SIGINT)
