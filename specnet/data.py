@@ -40,6 +40,21 @@ if TYPE_CHECKING:
 _BAD_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 Names = list[str] | None
 
+
+@dataclass(frozen=True)
+class _Job:
+    """What every loader is asked: the spec (input shape), the network's class count, the
+    folder relative paths start from, the seed, the wanted class names, and a list that
+    collects what was done to the data (resizes, scaling) for the user to be told."""
+
+    spec: Spec
+    classes: int
+    base: Path
+    seed: int
+    wanted: Names
+    notes: list[str]
+
+
 __all__ = [
     "Dataset",
     "anchored",
@@ -169,7 +184,8 @@ def load_data(
     seed = spec.train.seed if seed is None else seed
     wanted = class_names or spec.class_names
     notes: list[str] = []
-    x, y, names, test = _LOADERS[type(source)](source, spec, classes, base, seed, wanted, notes)
+    job = _Job(spec, classes, base, seed, wanted, notes)
+    x, y, names, test = _LOADERS[type(source)](source, job)
     what = _describe(source)
     if names is not None and wanted is not None and list(names) != list(wanted):
         y, test = _relabel(y, test, list(names), list(wanted), what)
@@ -320,24 +336,22 @@ def synthetic_classes(by_colour: bool) -> list[str]:
     return [name + (f"_{pattern}" if pattern else "") for pattern in PATTERNS for name in base]
 
 
-def _load_synthetic(
-    source: SyntheticData,
-    spec: Spec,
-    classes: int,
-    base: Path,
-    seed: int,
-    wanted: Names,
-    notes: list[str],
-) -> tuple[Any, Any, Names, Any]:
-    if classes < 2:
+def _load_synthetic(source: SyntheticData, job: _Job) -> tuple[Any, Any, Names, Any]:
+    if job.classes < 2:
         raise UsageError(
             "the built-in data set needs a network with at least 2 outputs (one per class)"
         )
     x, y, names = synthetic(
-        source.samples, spec.input_shape, classes, source.classes_by, seed, source.noise, wanted
+        source.samples,
+        job.spec.input_shape,
+        job.classes,
+        source.classes_by,
+        job.seed,
+        source.noise,
+        job.wanted,
     )
     # drawn as the wanted names when they are colours (shapes), else labelled by index
-    return x, y, None if wanted else names, None
+    return x, y, None if job.wanted else names, None
 
 
 # ----------------------------------------------------------------------------- files
@@ -495,17 +509,9 @@ def read_npz_images(
     return fit_images(x, shape, what, notes)
 
 
-def _load_npz(
-    source: NpzData,
-    spec: Spec,
-    classes: int,
-    base: Path,
-    seed: int,
-    wanted: Names,
-    notes: list[str],
-) -> tuple[Any, Any, Names, Any]:
+def _load_npz(source: NpzData, job: _Job) -> tuple[Any, Any, Names, Any]:
     np = require("numpy")
-    path = base / source.path
+    path = job.base / source.path
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -522,8 +528,10 @@ def _load_npz(
         splits = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in archive.files else [])
         out = []
         for xk, yk in splits:
-            x = read_npz_images(archive, xk, path, spec.input_shape, source.pixel_range, notes)
-            y = _labels(_array(archive, yk, path), len(x), max(classes, 2), f"{path}[{yk}]")
+            x = read_npz_images(
+                archive, xk, path, job.spec.input_shape, source.pixel_range, job.notes
+            )
+            y = _labels(_array(archive, yk, path), len(x), max(job.classes, 2), f"{path}[{yk}]")
             out.append((x, y))
     return out[0][0], out[0][1], None, out[1] if len(out) > 1 else None
 
@@ -613,25 +621,17 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _load_folder(
-    source: FolderData,
-    spec: Spec,
-    classes: int,
-    base: Path,
-    seed: int,
-    wanted: Names,
-    notes: list[str],
-) -> tuple[Any, Any, Names, Any]:
+def _load_folder(source: FolderData, job: _Job) -> tuple[Any, Any, Names, Any]:
     np = require("numpy")
-    root = base / source.path
-    _colour_mode(spec.input_shape, str(root))
+    root = job.base / source.path
+    _colour_mode(job.spec.input_shape, str(root))
     folders = class_folders(root)
     names = [f.name for f in folders]
-    if wanted is None and len(folders) != max(classes, 2):
+    if job.wanted is None and len(folders) != max(job.classes, 2):
         raise UsageError(
             f"{root}: {len(folders)} class folder(s) {brief_list(names)}, but the network has "
-            f"{classes} output(s) ({max(classes, 2)} classes); make the last Dense have one "
-            "unit per class folder (one sigmoid unit for two)"
+            f"{job.classes} output(s) ({max(job.classes, 2)} classes); make the last Dense have "
+            "one unit per class folder (one sigmoid unit for two)"
         )
     listed = [(label, image_files(folder)) for label, folder in enumerate(folders)]
     for (_, files), folder in zip(listed, folders, strict=True):
@@ -640,34 +640,26 @@ def _load_folder(
     xs, ys = [], []
     for label, files in listed:
         for file in files:
-            xs.append(read_image(file, spec.input_shape))
+            xs.append(read_image(file, job.spec.input_shape))
             ys.append(label)
     x = np.stack(xs)
     # a fixed shuffle so the validation split (the last samples) holds every class
-    order = np.random.default_rng([seed, 0xF01D]).permutation(len(x))
+    order = np.random.default_rng([job.seed, 0xF01D]).permutation(len(x))
     return x[order], np.asarray(ys, np.int64)[order], names, None
 
 
-def _load_digits(
-    source: DigitsData,
-    spec: Spec,
-    classes: int,
-    base: Path,
-    seed: int,
-    wanted: Names,
-    notes: list[str],
-) -> tuple[Any, Any, Names, Any]:
+def _load_digits(source: DigitsData, job: _Job) -> tuple[Any, Any, Names, Any]:
     np = require("numpy")
     datasets = require("sklearn.datasets")
     digits = datasets.load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1)
     y = digits.target.astype(np.int64)
-    c = spec.input_shape[-1]
+    c = job.spec.input_shape[-1]
     if c == 3:  # grey digits as RGB, as Keras's color_mode="rgb" loads a grey image
         x = np.repeat(x, 3, axis=-1)
-        notes.append("digits: grey images repeated into 3 channels")
-    x = fit_images(x, spec.input_shape, "digits", notes)
-    order = np.random.default_rng([seed, 0xD161]).permutation(len(x))
+        job.notes.append("digits: grey images repeated into 3 channels")
+    x = fit_images(x, job.spec.input_shape, "digits", job.notes)
+    order = np.random.default_rng([job.seed, 0xD161]).permutation(len(x))
     x, y = x[order], y[order]
     cut = int(len(x) * 0.8)
     return x[:cut], y[:cut], [str(i) for i in range(10)], (x[cut:], y[cut:])
