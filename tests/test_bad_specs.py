@@ -16,12 +16,26 @@ import pytest
 from tests.conftest import BAD_SPECS, ROOT
 
 
-def _expected(path: Path) -> list[str]:
+def _expected(path: Path) -> list[tuple[str, str | None]]:
+    """The ``# error:`` lines, each with the ``# hint:`` line that follows it (or None)."""
+    expected: list[tuple[str, str | None]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("# error: "):
+            expected.append((line.removeprefix("# error: "), None))
+        elif line.startswith("# hint: ") and expected:
+            expected[-1] = (expected[-1][0], line.removeprefix("# hint: "))
+    return expected
+
+
+def _reported(path: Path, err: str) -> list[tuple[str, str | None]]:
+    """The located problems printed, each with its hint line (or None)."""
+    lines = err.splitlines()
     return [
-        line.removeprefix("# error: ")
-        for line in path.read_text().splitlines()
-        if line.startswith("# error: ")
-    ]
+        (line, lines[i + 1].removeprefix("    hint: ") if i + 1 < len(lines)
+         and lines[i + 1].startswith("    hint: ") else None)
+        for i, line in enumerate(lines)
+        if line.startswith(f"{path}:")
+    ]  # fmt: skip
 
 
 def test_corpus_is_large_and_distinct() -> None:
@@ -38,10 +52,11 @@ def test_bad_spec(path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     assert result.code == 2
     assert result.out == ""
     assert "Traceback" not in result.err
-    reported = [line for line in result.err.splitlines() if line.startswith(f"{path}:")]
+    reported = _reported(path, result.err)
     assert len(reported) == len(expected), result.err
-    for line, want in zip(reported, expected, strict=True):
+    for (line, hint), (want, want_hint) in zip(reported, expected, strict=True):
         assert line.startswith(f"{path}:{want}"), result.err
+        assert hint == want_hint, f"{line}: hint {hint!r}, expected {want_hint!r}"
 
 
 def _generated() -> dict[str, tuple[bytes, str]]:

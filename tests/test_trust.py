@@ -496,3 +496,48 @@ def test_specs_ship_in_the_wheel_and_help_examples_work_outside_a_checkout(
     assert cli("validate", "net.yaml").code == 0
     assert cli("summary", "net.yaml", "--json").code == 0
     assert cli("build", "net.yaml", "--backend", "torch", "--emit-source", "model.py").code == 0
+
+
+@pytest.mark.parametrize(
+    ("shape", "guess"),
+    [
+        ((3, 32, 32), (32, 32, 3)),
+        ((1, 28, 28), (28, 28, 1)),
+        ((4, 64, 48), (64, 48, 4)),
+        ((3, 5, 5), (5, 5, 3)),
+        ((32, 32, 3), None),  # channels last: nothing to say
+        ((3, 32, 3), None),  # ends in a channel count: could be either, so no guess
+        ((3, 4, 32), None),  # 4 rows: too small to be an image's height
+        ((3, 32, 4), None),
+        ((2, 32, 32), None),  # 2 channels is no image format
+        ((1, 1, 1), None),
+    ],
+)
+def test_which_shapes_look_channels_first(shape: tuple[int, int, int], guess: object) -> None:
+    from specnet.shapes import advice, channels_last_guess
+
+    assert channels_last_guess(shape) == guess
+    layers = "[{type: Flatten}, {type: Dense, units: 2}]"
+    text = f"name: t\ninput_shape: {list(shape)}\nlayers: {layers}\n"
+    warnings = advice(loads_spec(text))
+    assert len(warnings) == (guess is not None)
+    if guess is not None:
+        assert warnings[0].field == "input_shape"
+        assert f"write {list(guess)}" in warnings[0].hint
+
+
+def test_class_names_of_a_network() -> None:
+    from specnet.shapes import class_names_of
+
+    def names(units: int, extra: str = "") -> list[str]:
+        layers = f"[{{type: Flatten}}, {{type: Dense, units: {units}}}]"
+        text = f"name: t\ninput_shape: [2, 2, 1]\n{extra}layers: {layers}\n"
+        return class_names_of(infer(loads_spec(text)))
+
+    from specnet.shapes import infer
+
+    assert names(3) == ["0", "1", "2"]
+    assert names(1) == ["0", "1"]  # one sigmoid unit: two classes
+    assert names(2, "class_names: [no, yes]\n") == ["no", "yes"]
+    conv = "name: t\ninput_shape: [4, 4, 1]\nlayers: [{type: Conv2D, filters: 2, kernel_size: 1}]\n"
+    assert class_names_of(infer(loads_spec(conv))) == []  # not a classifier
