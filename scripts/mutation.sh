@@ -5,8 +5,9 @@
 #   bash scripts/mutation.sh                       # the core modules (about an hour on 2 cores)
 #   bash scripts/mutation.sh specnet/shapes.py     # one module or several
 #
-# It works on a scratch copy of the working tree (mutmut rewrites the files it mutates), so the
-# checkout is never touched. Tests that only make sense on real processes and clocks (the kill
+# It works on a copy of the working tree in .mutation/ (mutmut rewrites the files it mutates),
+# so the checkout is never touched; a campaign stopped half way resumes where it stopped when
+# run again on an unchanged tree (delete .mutation/ to start afresh). Tests that only make sense on real processes and clocks (the kill
 # harness, distributed runs, the examples, the long fuzz campaigns) are left out: each mutant is
 # run in a forked pytest, and those tests spawn their own processes and take minutes.
 source "$(dirname "$0")/env.sh" all,dev,mutation
@@ -16,8 +17,8 @@ CORE=(specnet/spec.py specnet/shapes.py specnet/weights.py specnet/backends/kera
       specnet/evaluate.py)
 MODULES=("${@:-${CORE[@]}}")
 ROOT=$(pwd)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/specnet-mutation.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+WORK=$ROOT/.mutation
+mkdir -p "$WORK"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -x -C "$WORK"
 only=$(printf '"%s", ' "${MODULES[@]}")
 cat >> "$WORK/pyproject.toml" <<TOML
