@@ -267,7 +267,7 @@ def channels_last_guess(shape: Shape) -> Shape | None:
     if len(shape) != 3:
         return None
     c, h, w = shape
-    if c in (1, 3, 4) and w not in (1, 3, 4) and h >= 5 and w >= 5:
+    if c in (1, 3, 4) and h >= 5 and w >= 5:  # (a width of 5 or more is no channel count)
         return (h, w, c)
     return None
 
@@ -335,8 +335,8 @@ def _check_limits(plan: Plan, limits: Limits) -> list[Issue]:
         issues.append(
             spec.issue(
                 where,
-                f"activations for one batch of {batch} take {need / 2**30:,.1f} GiB, over the "
-                f"limit of {limits.max_activation_bytes / 2**30:,.1f} GiB",
+                f"activations for one batch of {batch} take {_bytes(need)}, over the "
+                f"limit of {_bytes(limits.max_activation_bytes)}",
                 "lower train.batch_size or input_shape, or raise --max-activation-mb",
             )
         )
@@ -380,6 +380,13 @@ def _check_class_names(plan: Plan) -> list[Issue]:
             "give one name per output unit (two for a single sigmoid unit)",
         )
     ]
+
+
+def _bytes(count: int) -> str:
+    """``1.5 GiB``, ``12.0 MiB``: the unit that keeps the figure readable."""
+    if count >= 2**30:
+        return f"{count / 2**30:,.1f} GiB"
+    return f"{count / 2**20:,.1f} MiB"
 
 
 def _si(value: float) -> str:

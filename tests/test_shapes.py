@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,156 @@ def test_huge_networks_stop_before_any_framework(case: str, verb: str, tmp_path:
     rss_mb = int(result.stdout.split("RSS_KB ")[1].split()[0]) / 1024
     assert rss_mb < 200, f"{rss_mb:.0f} MB"
     assert not (tmp_path / "out").exists()
+
+
+def _windows_counted(size: int, window: int, stride: int, padding: str) -> int:
+    """Output positions along one axis, counted by sliding the window (not by a formula)."""
+    from tests.numpy_reference import _pad_amounts
+
+    before, after = _pad_amounts(size, window, stride, padding)
+    start, count = 0, 0
+    while start + window <= before + size + after:
+        count, start = count + 1, start + stride
+    return count
+
+
+def test_flops_and_params_of_each_layer_kind_counted_by_brute_force() -> None:
+    """Every layer's FLOPs and parameters, from loops over its output positions and window
+    elements (a multiply-add is 2 FLOPs, a bias add 1, a max-pool comparison 1): a reference
+    that shares no arithmetic with the shape rules."""
+    spec = loads_spec(
+        "name: f\ninput_shape: [9, 7, 3]\nlayers:\n"
+        "  - {type: Conv2D, filters: 4, kernel_size: [3, 2], strides: 2, padding: same}\n"
+        "  - {type: Conv2D, filters: 5, kernel_size: 2, use_bias: false}\n"
+        "  - {type: MaxPool, pool_size: [2, 3], strides: 1}\n"
+        "  - {type: Activation, activation: relu}\n"
+        "  - {type: Dropout, rate: 0.5}\n"
+        "  - {type: Flatten}\n"
+        "  - {type: Dense, units: 6}\n"
+        "  - {type: Dense, units: 2, use_bias: false}\n"
+        "  - {type: Softmax}\n"
+    )
+    layers = infer(spec).to_dict()["layers"]
+    oh, ow = _windows_counted(9, 3, 2, "same"), _windows_counted(7, 2, 2, "same")
+    assert layers[0]["output_shape"] == [oh, ow, 4]
+    assert (layers[0]["params"], layers[0]["flops"]) == (
+        3 * 2 * 3 * 4 + 4,
+        oh * ow * 4 * (2 * 3 * 2 * 3 + 1),
+    )
+    h2, w2 = _windows_counted(oh, 2, 1, "valid"), _windows_counted(ow, 2, 1, "valid")
+    assert (layers[1]["params"], layers[1]["flops"]) == (2 * 2 * 4 * 5, h2 * w2 * 5 * 2 * 2 * 2 * 4)
+    h3, w3 = _windows_counted(h2, 2, 1, "valid"), _windows_counted(w2, 3, 1, "valid")
+    assert layers[2]["output_shape"] == [h3, w3, 5]
+    assert (layers[2]["params"], layers[2]["flops"]) == (0, h3 * w3 * 5 * 2 * 3)
+    assert [layer["flops"] for layer in layers[3:6]] == [h3 * w3 * 5, 0, 0]  # relu: one per value
+    flat = h3 * w3 * 5
+    assert (layers[6]["params"], layers[6]["flops"]) == (flat * 6 + 6, 2 * flat * 6 + 6)
+    assert (layers[7]["params"], layers[7]["flops"]) == (6 * 2, 2 * 6 * 2)
+    assert layers[8]["params"] == 0
+
+
+def test_plan_layers_chain_their_shapes_and_keep_their_spec_layers() -> None:
+    spec = load_spec(ROOT / "specs/strides_same.yaml")
+    plan = infer(spec, Limits(max_params=10**7))
+    assert plan.limits == Limits(max_params=10**7)
+    shape = plan.input_shape
+    for i, (step, layer) in enumerate(zip(plan.layers, spec.layers, strict=True)):
+        assert (step.index, step.layer, step.name, step.kind) == (i, layer, layer.name, layer.KIND)
+        assert step.input_shape == shape
+        shape = step.output_shape
+    doc = plan.to_dict()
+    assert doc["output_shape"] == list(plan.output_shape)
+    assert doc["flops"] == sum(layer["flops"] for layer in doc["layers"]) == plan.flops
+
+
+@pytest.mark.parametrize(
+    ("last", "logits"),
+    [
+        ("{type: Dense, units: 3, activation: softmax}", "{type: Dense, units: 3}"),
+        ("{type: Dense, units: 1, activation: sigmoid}", "{type: Dense, units: 1}"),
+        ("{type: Softmax}", None),
+        ("{type: Activation, activation: softmax}", None),
+        ("{type: Activation, activation: sigmoid}", None),
+    ],
+)
+def test_logits_plan_drops_only_the_final_squash(last: str, logits: str | None) -> None:
+    from specnet.shapes import ends_in_softmax, logits_plan
+
+    head = "name: l\ninput_shape: [4, 4, 2]\nlayers: [{type: Flatten}, {type: Dense, units: 3}, "
+    plan = infer(loads_spec(head + last + "]\n"), Limits(max_params=10**6))
+    out = logits_plan(plan)
+    assert ends_in_softmax(plan) == ("softmax" in last or "Softmax" in last)
+    assert not ends_in_softmax(out)
+    assert out.limits == plan.limits
+    assert [s.name for s in out.layers] == [s.name for s in plan.layers]  # weights still fit
+    assert out.output_shape == plan.output_shape
+    final = out.spec.layers[-1]
+    assert getattr(final, "activation", None) in (None, "linear")
+    if logits is not None:
+        assert final.model_dump(exclude={"name", "activation"}) == loads_spec(
+            head + logits + "]\n"
+        ).layers[-1].model_dump(exclude={"name", "activation"})
+    plain = infer(loads_spec(head + "{type: Dense, units: 2}]\n"))
+    assert logits_plan(plain) is plain  # already logits: the same plan
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "stride"),
+    [(15, 3, 2), (16, 3, 2), (7, 2, 1), (8, 4, 3), (5, 7, 1), (1, 1, 1)],
+)
+def test_same_padding_matches_tensorflows_documentation(
+    size: int, window: int, stride: int
+) -> None:
+    from specnet.shapes import same_padding
+    from tests.numpy_reference import _pad_amounts
+
+    assert same_padding(size, window, stride) == _pad_amounts(size, window, stride, "same")
+
+
+def test_limit_messages_give_the_numbers() -> None:
+    spec = load_spec(ROOT / "specs/keras/cifar10_cnn.yaml")
+    plan = infer(spec)
+    with pytest.raises(ShapeError) as info:
+        infer(spec, Limits(max_params=1_000_000, max_activation_bytes=3 << 19))
+    text = str(info.value)
+    big = max(plan.layers, key=lambda layer: layer.params)
+    assert (
+        "the network has 1,250,858 parameters, over the limit of 1,000,000; "
+        f"layer {big.name!r} alone has {big.params:,}" in text
+    )
+    assert "hint: shrink the layer (fewer units or filters, more pooling before a Dense)" in text
+    need = plan.activation_bytes(32) / 2**20
+    assert (
+        f"activations for one batch of 32 take {need:,.1f} MiB, over the limit of 1.5 MiB" in text
+    )
+    assert "hint: lower train.batch_size or input_shape, or raise --max-activation-mb" in text
+
+
+@pytest.mark.parametrize(
+    ("units", "names", "ok"),
+    [(1, 2, True), (1, 1, False), (1, 3, False), (3, 3, True), (3, 2, False)],
+)
+def test_class_name_counts(units: int, names: int, ok: bool) -> None:
+    listed = ", ".join(f"c{i}" for i in range(names))
+    layers = f"[{{type: Flatten}}, {{type: Dense, units: {units}}}]"
+    text = f"name: c\ninput_shape: [2, 2, 1]\nclass_names: [{listed}]\nlayers: {layers}\n"
+    if ok:
+        assert infer(loads_spec(text)).spec.class_names == [f"c{i}" for i in range(names)]
+        return
+    expected = 2 if units == 1 else units
+    message = f"{names} class names for a network with {units} output(s); expected {expected}"
+    with pytest.raises(ShapeError, match=re.escape(message)):
+        infer(loads_spec(text))
+
+
+def test_impossible_layers_say_why() -> None:
+    conv = "{type: Conv2D, filters: 2, kernel_size: 3"
+    cases = {
+        f"{conv}, dilation_rate: 3}}": "kernel_size 3×3 (dilated to 7×7)",
+        f"{conv}, strides: 2, dilation_rate: 2}}": "strides > 1 cannot be combined with "
+        "dilation_rate > 1 (Keras refuses it too)",
+        "{type: MaxPool, pool_size: [2, 9]}": "pool_size 2×9",
+    }
+    for layer, message in cases.items():
+        with pytest.raises(ShapeError, match=re.escape(message)):
+            infer(loads_spec(f"name: i\ninput_shape: [6, 6, 1]\nlayers: [{layer}]\n"))
