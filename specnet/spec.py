@@ -572,7 +572,9 @@ def _fields_of(parent: object, parent_path: Path) -> list[str]:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    folded = {choice.lower(): choice for choice in choices}
+    folded: dict[str, str] = {}
+    for choice in choices:  # the first spelling of a name wins (sgd, not its alias SGD)
+        folded.setdefault(choice.lower(), choice)
     if word.lower() in folded:
         return folded[word.lower()]
     close = difflib.get_close_matches(word.lower(), list(folded), n=1, cutoff=0.6)

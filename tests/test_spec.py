@@ -212,3 +212,201 @@ def test_a_validator_panic_is_a_located_exit_2(tmp_path: Path, cli, monkeypatch)
     monkeypatch.setattr(Spec, "model_validate", interrupted)
     with pytest.raises(KeyboardInterrupt):  # only the panic is translated
         load_spec(spec)
+
+
+_BASE = {
+    "name": "t",
+    "input_shape": [8, 8, 1],
+    "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message", "hint"),
+    [
+        ({"train": {"epoch": 5}}, "train.epoch", "unknown field `epoch`", "did you mean `epochs`?"),
+        (
+            {"train": {"optimizer": {"type": "sgd", "momentun": 0.9}}},
+            "train.optimizer.momentun",
+            "unknown field `momentun`",
+            "did you mean `momentum`?",
+        ),
+        (
+            {"train": {"optimizer": {"type": "Adam", "beta1": 0.9}}},
+            "train.optimizer.beta1",
+            "unknown field `beta1`",
+            "did you mean `beta_1`?",
+        ),
+        (
+            {"train": {"optimizer": {"type": "rmsprop", "centred": True}}},
+            "train.optimizer.centred",
+            "unknown field `centred`",
+            "did you mean `centered`?",
+        ),
+        (
+            {"data": {"source": "synthetic", "sample": 10}},
+            "data.sample",
+            "unknown field `sample`",
+            "did you mean `samples`?",
+        ),
+        (
+            {"data": {"source": "npz", "path": "x.npz", "pth": 1}},
+            "data.pth",
+            "unknown field `pth`",
+            "did you mean `path`?",
+        ),
+        (
+            {"data": {"source": "folder", "path": "x", "paths": 1}},
+            "data.paths",
+            "unknown field `paths`",
+            "did you mean `path`?",
+        ),
+        (
+            {"data": {"source": "digits", "zzz": 1}},
+            "data.zzz",
+            "unknown field `zzz`",
+            "valid fields here: source",
+        ),
+        (
+            {"layers": [{"type": "MaxPool", "pool": 2}]},
+            "layers[0].pool",
+            "unknown field `pool`",
+            "did you mean `pool_size`?",
+        ),
+        ({"layer": []}, "layer", "unknown field `layer`", "did you mean `layers`?"),
+        (
+            {"train": [1, 2]},
+            "train",
+            "expected a mapping of fields, received a list of 2 items",
+            "e.g. `optimizer: adam`",
+        ),
+        (
+            {"layers": [[1]]},
+            "layers[0]",
+            "expected a mapping of fields, received a list of 1 items",
+            "e.g. {type: Dense, units: 10}",
+        ),
+        (
+            {"layers": [5]},
+            "layers[0]",
+            "expected a mapping with a `type` field, received 5",
+            "write {type: Dense, units: 10}",
+        ),
+        (
+            {"input_shape": 32},
+            "input_shape",
+            "expected 3 values [height, width, channels], received 32",
+            "e.g. [32, 32, 3]; a grey image has 1 channel: [28, 28, 1]",
+        ),
+        ({"class_names": "abc"}, "class_names", "expected a list, received the string 'abc'", ""),
+        (
+            {"layers": [{"type": "Flatten", "name": "my-layer"}, {"type": "Dense", "units": 2}]},
+            "layers[0].name",
+            "expected a name of letters, digits or '_' (at most 64)",
+            "start with a letter or '_'",
+        ),
+        (
+            {"name": "9t"},
+            "name",
+            "expected a name of letters, digits or '_' or '-' (at most 64)",
+            "start with a letter or '_'",
+        ),
+        (
+            {"train": {"loss": "categorical"}},
+            "train.loss",
+            "expected 'categorical_crossentropy', "
+            "'sparse_categorical_crossentropy' or 'binary_crossentropy', received the string "
+            "'categorical'",
+            "did you mean 'categorical_crossentropy'?",
+        ),
+        (
+            {"layers": [{"type": "MaxPool", "padding": "Same"}]},
+            "layers[0].padding",
+            "expected 'valid' or 'same', received the string 'Same'",
+            "did you mean 'same'?",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": 32.0}]},
+            "layers[0].units",
+            "expected an integer, received 32.0",
+            "write 32",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": 3.5}]},
+            "layers[0].units",
+            "expected an integer, received 3.5",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": True}]},
+            "layers[0].units",
+            "expected an integer, received true",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": 0}]},
+            "layers[0].units",
+            "expected a value greater than 0, received 0",
+            "",
+        ),
+        (
+            {"train": {"validation_split": 1.5}},
+            "train.validation_split",
+            "expected a value less than 1.0, received 1.5",
+            "",
+        ),
+        (
+            {"data": {"source": "npz", "path": "x", "pixel_range": [255, 0]}},
+            "data.pixel_range",
+            "expected [low, high] with low < high",
+            "",
+        ),
+        (
+            {"train": {"optimizer": "adamw"}},
+            "train.optimizer.type",
+            "unknown `type` 'adamw'",
+            "did you mean 'adam'?",
+        ),
+        (
+            {"data": {"source": "web"}},
+            "data.source",
+            "unknown `source` 'web'",
+            "expected one of: synthetic, npz, folder, digits",
+        ),
+        (
+            {"layers": [{"type": "Conv3D"}]},
+            "layers[0].type",
+            "unknown layer type 'Conv3D'",
+            "did you mean 'Conv2D'?",
+        ),
+        (
+            {"layers": [{"type": "Dense"}]},
+            "layers[0].units",
+            "missing required field `units`",
+            "add `units:` to this mapping",
+        ),
+        ({"layers": []}, "layers", "expected at least one layer, received an empty list", ""),
+        ({"description": 5}, "description", "expected a string, received 5", "quote it"),
+        (
+            {"train": {"shuffle": "no"}},
+            "train.shuffle",
+            "expected true or false, received the string 'no'",
+            "YAML 1.2 reads yes/no/on/off as text; write true or false",
+        ),
+        ({"train": {"shuffle": 1}}, "train.shuffle", "expected true or false, received 1", ""),
+    ],
+)
+def test_each_kind_of_mistake_gets_its_message_and_hint(
+    change: dict[str, object], field: str, message: str, hint: str
+) -> None:
+    from specnet.errors import SpecValidationError
+
+    document = {**_BASE, **change}
+    if "layer" in change:
+        document.pop("layers")
+    with pytest.raises(SpecValidationError) as info:
+        spec_from_dict(document, "t.py")
+    found = {issue.field: issue for issue in info.value.issues}
+    assert field in found, [str(i) for i in info.value.issues]
+    assert found[field].message.startswith(message), found[field].message
+    assert found[field].hint == hint
