@@ -287,9 +287,9 @@ _BASE = {
             "e.g. {type: Dense, units: 10}",
         ),
         (
-            {"layers": [5]},
+            {"layers": [{"units": 3}]},
             "layers[0]",
-            "expected a mapping with a `type` field, received 5",
+            "expected a mapping with a `type` field, received a mapping with 1 keys",
             "write {type: Dense, units: 10}",
         ),
         (
