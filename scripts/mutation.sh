@@ -40,7 +40,6 @@ CORE=(specnet/spec.py specnet/shapes.py specnet/weights.py specnet/backends/kera
       specnet/evaluate.py)
 MODULES=("${@:-${CORE[@]}}")
 ROOT=$(pwd)
-: > "$ROOT/.mutation-results.txt" 2>/dev/null || true
 for module in "${MODULES[@]}"; do
     selected=${TESTS[$module]:-tests}
     WORK=$ROOT/.mutation/$(basename "$module" .py)
@@ -58,6 +57,8 @@ pytest_add_cli_args_test_selection = [${tests%, }]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q", "-x",
   "-k", "not huge_networks and not specs_ship_in_the_wheel and not ctrl_c"]
 timeout_multiplier = 4.0
+# each forked worker imports the frameworks its tests need afresh (seconds): not a timeout
+timeout_constant = 30.0
 # workers fork from a process that has collected the tests but started no framework: TensorFlow
 # and PyTorch threads do not survive a fork, and a worker forked after them can hang
 process_isolation = "forkserver"
@@ -69,6 +70,8 @@ TOML
         exit 1
     fi
     tr '\r' '\n' < "$WORK/run.log" | tail -1 >&2
-    (cd "$WORK" && "$ROOT/.venv/bin/mutmut" results --all true) >> "$ROOT/.mutation-results.txt"
+    (cd "$WORK" && "$ROOT/.venv/bin/mutmut" results --all true) > "$WORK/results.txt"
 done
-"$ROOT/.venv/bin/python" "$ROOT/scripts/mutation_report.py" "$ROOT/.mutation-results.txt" "${MODULES[@]}"
+cat "$ROOT"/.mutation/*/results.txt > "$ROOT/.mutation/all-results.txt"
+"$ROOT/.venv/bin/python" "$ROOT/scripts/mutation_report.py" "$ROOT/.mutation/all-results.txt" \
+    "${MODULES[@]}"
