@@ -142,7 +142,7 @@ def _show(shape: Shape) -> str:
     return "×".join(str(n) for n in shape)
 
 
-def _image(layer: LayerBase, shape: Shape) -> tuple[int, int, int]:
+def _image(shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise _Impossible(
             "needs an image (height, width, channels) but receives a vector of "
@@ -172,7 +172,7 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
 
 
 def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
-    h, w, c = _image(layer, shape)
+    h, w, c = _image(shape)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     if max(sh, sw) > 1 and max(dh, dw) > 1:
         raise _Impossible(
@@ -190,7 +190,7 @@ def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
 
 
 def _max_pool(layer: MaxPool, shape: Shape) -> tuple[Shape, int, int]:
-    h, w, c = _image(layer, shape)
+    h, w, c = _image(shape)
     ph, pw = layer.pool_size
     sh, sw = layer.strides or layer.pool_size
     oh = _window(h, ph, sh, layer.padding, f"pool_size {ph}×{pw}", shape)

@@ -105,3 +105,40 @@ def test_schema_verb(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-de
     assert cli("schema", "-o", out).code == 0
     assert out.read_text() == printed.out
     assert cli("schema", "-o", out).code == 2
+
+
+MNIST_SUMMARY = """\
+Model: "mnist_convnet"   input (None, 28, 28, 1)
+_________________________________________________________________________
+ Layer (type)                  Output Shape            Param #     FLOPs
+=========================================================================
+ conv2d (Conv2D)               (None, 26, 26, 32)          320  411.01 K
+ max_pooling2d (MaxPool)       (None, 13, 13, 32)            0   21.63 K
+ conv2d_1 (Conv2D)             (None, 11, 11, 64)       18,496    4.47 M
+ max_pooling2d_1 (MaxPool)     (None, 5, 5, 64)              0    6.40 K
+ flatten (Flatten)             (None, 1600)                  0         0
+ dropout (Dropout)             (None, 1600)                  0         0
+ dense (Dense)                 (None, 10)               16,010   32.01 K
+=========================================================================
+ Total params: 34,826 (136.04 KB)
+ Forward FLOPs per example: 4.94 M
+ Activation memory per batch of 128: 19.72 MB
+_________________________________________________________________________
+"""
+
+
+def test_summary_table_is_keras_like(cli) -> None:  # type: ignore[no-untyped-def]
+    """The whole table, as a Keras user reads it. Its parameter counts are keras.io's published
+    summary of the "Simple MNIST convnet" (320, 18,496, 16,010; 34,826 in all); FLOPs are
+    2 per multiply-add (conv2d: 26·26·32·(2·9 + 1) = 411,008), memory float32 at batch 128."""
+    result = cli("summary", ROOT / "specs" / "keras" / "mnist_convnet.yaml")
+    assert result.code == 0
+    assert result.out == MNIST_SUMMARY
+
+
+def test_summary_figures_switch_units() -> None:
+    from specnet.shapes import _si
+
+    assert [_si(v) for v in (0, 999, 1_000, 1_500_000, 2_000_000_000)] == [
+        "0", "999", "1.00 K", "1.50 M", "2.00 G"
+    ]  # fmt: skip

@@ -187,7 +187,7 @@ def test_flops_and_params_of_each_layer_kind_counted_by_brute_force() -> None:
     elements (a multiply-add is 2 FLOPs, a bias add 1, a max-pool comparison 1): a reference
     that shares no arithmetic with the shape rules."""
     spec = loads_spec(
-        "name: f\ninput_shape: [9, 7, 3]\nlayers:\n"
+        "name: f\ninput_shape: [11, 20, 3]\nlayers:\n"
         "  - {type: Conv2D, filters: 4, kernel_size: [3, 2], strides: 2, padding: same}\n"
         "  - {type: Conv2D, filters: 5, kernel_size: 2, use_bias: false}\n"
         "  - {type: MaxPool, pool_size: [2, 3], strides: 1}\n"
@@ -199,7 +199,7 @@ def test_flops_and_params_of_each_layer_kind_counted_by_brute_force() -> None:
         "  - {type: Softmax}\n"
     )
     layers = infer(spec).to_dict()["layers"]
-    oh, ow = _windows_counted(9, 3, 2, "same"), _windows_counted(7, 2, 2, "same")
+    oh, ow = _windows_counted(11, 3, 2, "same"), _windows_counted(20, 2, 2, "same")
     assert layers[0]["output_shape"] == [oh, ow, 4]
     assert (layers[0]["params"], layers[0]["flops"]) == (
         3 * 2 * 3 * 4 + 4,
@@ -209,6 +209,8 @@ def test_flops_and_params_of_each_layer_kind_counted_by_brute_force() -> None:
     assert (layers[1]["params"], layers[1]["flops"]) == (2 * 2 * 4 * 5, h2 * w2 * 5 * 2 * 2 * 2 * 4)
     h3, w3 = _windows_counted(h2, 2, 1, "valid"), _windows_counted(w2, 3, 1, "valid")
     assert layers[2]["output_shape"] == [h3, w3, 5]
+    assert h3 != w3  # a non-square output, so that no axis can stand for the other
+    assert w3 > 1
     assert (layers[2]["params"], layers[2]["flops"]) == (0, h3 * w3 * 5 * 2 * 3)
     assert [layer["flops"] for layer in layers[3:6]] == [h3 * w3 * 5, 0, 0]  # relu: one per value
     flat = h3 * w3 * 5
@@ -322,3 +324,33 @@ def test_impossible_layers_say_why() -> None:
     for layer, message in cases.items():
         with pytest.raises(ShapeError, match=re.escape(message)):
             infer(loads_spec(f"name: i\ninput_shape: [6, 6, 1]\nlayers: [{layer}]\n"))
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("{type: Conv2D, filters: 2, kernel_size: 3}",
+         "input 8×2×1 is smaller than kernel_size 3×3: the output would be empty"),
+        ("{type: MaxPool, pool_size: [2, 3]}",
+         "input 8×2×1 is smaller than pool_size 2×3: the output would be empty"),
+    ],
+)  # fmt: skip
+def test_a_window_too_wide_for_the_width_alone_is_named(layer: str, message: str) -> None:
+    with pytest.raises(ShapeError, match=re.escape(message) + "\n") as info:
+        infer(loads_spec(f"name: w\ninput_shape: [8, 2, 1]\nlayers: [{layer}]\n"))
+    assert "dilated" not in str(info.value)
+
+
+def test_a_plan_ending_in_a_layer_without_activation_is_its_own_logits_plan() -> None:
+    from specnet.shapes import logits_plan
+
+    plan = infer(loads_spec("name: f\ninput_shape: [4, 4, 1]\nlayers: [{type: Flatten}]\n"))
+    assert logits_plan(plan) is plan
+
+
+def test_memory_figures_switch_unit_at_one_gib() -> None:
+    from specnet.shapes import _bytes
+
+    assert [_bytes(n) for n in (2**20, 2**30 - 2**20, 2**30, 2**31)] == [
+        "1.0 MiB", "1,023.0 MiB", "1.0 GiB", "2.0 GiB"
+    ]  # fmt: skip

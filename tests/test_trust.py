@@ -523,6 +523,11 @@ def test_which_shapes_look_channels_first(shape: tuple[int, int, int], guess: ob
     assert len(warnings) == (guess is not None)
     if guess is not None:
         assert warnings[0].field == "input_shape"
+        c, h, w = shape
+        assert warnings[0].message == (
+            f"warning: {list(shape)} reads as {c} rows × {h} columns × {w} channels, which looks "
+            "like a channels-first shape (C, H, W)"
+        )
         assert f"write {list(guess)}" in warnings[0].hint
 
 
