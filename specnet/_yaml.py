@@ -68,13 +68,14 @@ class Located:
     quoted: set[Path] = field(default_factory=set)
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
-        """Position of ``path`` (its key if ``key``), else of its nearest located ancestor."""
+        """Position of ``path`` (its key if ``key``), else of its nearest located ancestor;
+        (0, 0) for data that was never text."""
         if key and path in self.keys:
             return self.keys[path]
         for end in range(len(path), -1, -1):
             if path[:end] in self.values:
                 return self.values[path[:end]]
-        return (1, 1)
+        return (0, 0)  # data that came with no text (spec_from_dict): no line to name
 
     def issue(self, path: Path, message: str, hint: str = "", *, key: bool = False) -> Issue:
         line, column = self.where(path, key=key)

@@ -8,7 +8,7 @@ import pytest
 
 from specnet import SpecError, load_spec, loads_spec, spec_from_dict
 from specnet.spec import LAYER_KINDS, Conv2D, MaxPool
-from tests.conftest import SPECS
+from tests.conftest import ROOT, SPECS
 
 MINIMAL = """\
 name: t
@@ -410,3 +410,115 @@ def test_each_kind_of_mistake_gets_its_message_and_hint(
     assert field in found, [str(i) for i in info.value.issues]
     assert found[field].message.startswith(message), found[field].message
     assert found[field].hint == hint
+
+
+K1 = "Keras 1's"
+KERAS1_CASES = [
+    ("layer", "nb_filter", 32, f"`nb_filter` is {K1} `filters`", "write `filters: 32`"),
+    ("layer", "subsample", [2, 2], f"`subsample` is {K1} `strides`", "write `strides: [2, 2]`"),
+    ("layer", "border_mode", "same", f"`border_mode` is {K1} `padding`", "write `padding: same`"),
+    ("layer", "output_dim", 10, f"`output_dim` is {K1} `units`", "write `units: 10`"),
+    ("layer", "init", "he_normal", f"`init` is {K1} `kernel_initializer`",
+     "write `kernel_initializer: he_normal`"),
+    ("layer", "p", 0.5, f"`p` is {K1} `rate`", "write `rate: 0.5`"),
+    ("layer", "pool_length", 2, f"`pool_length` is {K1} `pool_size`", "write `pool_size: 2`"),
+    ("layer", "dim_ordering", "th",
+     f"`dim_ordering` is {K1} data layout; specnet is always channels last",
+     "remove it; write input_shape as [height, width, channels] "
+     "(`specnet import` converts channels-first models)"),
+    ("layer", "nb_epoch", 3, f"`nb_epoch` is {K1} `epochs`", "write `epochs: 3` under `train:`"),
+    ("train", "nb_epoch", 3, f"`nb_epoch` is {K1} `epochs`", "write `epochs: 3`"),
+    ("train", "lr", 0.01, f"`lr` is {K1} `learning_rate`, an option of the optimizer",
+     "write `optimizer: {type: adam, learning_rate: 0.01}`"),
+    ("optimizer", "lr", 0.01, f"`lr` is {K1} `learning_rate`", "write `learning_rate: 0.01`"),
+    ("layer", "nb_row", 3, f"`nb_row`/`nb_col` are {K1} `kernel_size`",
+     "write `kernel_size: [3, 5]`"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("where", "key", "value", "message", "hint"), KERAS1_CASES)
+def test_keras_1_field_names_get_one_message_each(
+    where: str, key: str, value: object, message: str, hint: str
+) -> None:
+    from specnet.errors import SpecValidationError
+
+    layer: dict[str, object] = {"type": "Dense", "units": 2}
+    document: dict[str, object] = {**_BASE, "layers": [{"type": "Flatten"}, layer]}
+    if where == "layer":
+        layer[key] = value
+        if key == "nb_row":
+            layer["nb_col"] = 5
+    elif where == "train":
+        document["train"] = {key: value}
+    else:
+        document["train"] = {"optimizer": {"type": "sgd", key: value}}
+    with pytest.raises(SpecValidationError) as info:
+        spec_from_dict(document)
+    (issue,) = info.value.issues  # one message, not "unknown" + "missing"
+    assert (issue.message, issue.hint) == (message, hint)
+    assert issue.file == "<dict>"
+
+
+def test_where_api_specs_and_strings_say_they_come_from() -> None:
+    from specnet.errors import SpecValidationError
+    from specnet.spec import Spec, as_spec
+
+    with pytest.raises(SpecValidationError) as info:
+        loads_spec("name: t\n")
+    assert all(issue.file == "<string>" for issue in info.value.issues)
+    made = spec_from_dict(dict(_BASE))
+    assert made.source_file == "<dict>"
+    assert made.issue(("name",), "m", "h") == made.issue(("name",), "m", "h")
+    assert str(made.issue(("name",), "m")) == "<dict>: name: m"
+    spec, source, base = as_spec(made)
+    assert (spec, source, base) == (made, "<dict>", Path.cwd())
+    spec, source, base = as_spec(ROOT / "specs" / "seed_cnn.yaml")
+    assert isinstance(spec, Spec)
+    assert (source, base) == (str(ROOT / "specs" / "seed_cnn.yaml"), ROOT / "specs")
+    again, source, base = as_spec(spec)
+    assert (again, source, base) == (spec, str(ROOT / "specs" / "seed_cnn.yaml"), ROOT / "specs")
+    assert Spec.model_construct().source_file == "<spec>"
+
+
+def test_resolved_is_plain_json_data_without_the_schema_line() -> None:
+    import json
+
+    spec = load_spec(ROOT / "specs" / "seed_cnn.yaml")
+    resolved = spec.resolved()
+    assert "$schema" not in resolved
+    assert "schema_" not in resolved
+    assert json.loads(json.dumps(resolved)) == resolved  # lists, not tuples: JSON and YAML alike
+    assert resolved["layers"][0]["kernel_size"] == [3, 3]
+    assert resolved["train"]["optimizer"] == {
+        "type": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
+        "amsgrad": False,
+    }  # fmt: skip
+    assert spec_from_dict(resolved).resolved() == resolved
+
+
+NUMBER_TEXTS = [
+    ('"1e-3"', "remove the quotes"),
+    ('".5"', "remove the quotes"),
+    ('"-2.5"', "remove the quotes"),
+    ('"1,5"', "write a number such as 0.5"),
+    ("'0.5.1'", "write a number such as 0.5"),
+]
+
+
+@pytest.mark.parametrize(("text", "hint"), NUMBER_TEXTS)
+def test_remove_the_quotes_only_from_a_number(text: str, hint: str) -> None:
+    from specnet.errors import SpecValidationError
+
+    with pytest.raises(SpecValidationError) as info:
+        loads_spec(f"name: t\ninput_shape: [2, 2, 1]\nlayers: [{{type: Dropout, rate: {text}}}]\n")
+    assert info.value.issues[0].hint == hint
+
+
+def test_a_pixel_range_must_increase() -> None:
+    from specnet.errors import SpecValidationError
+
+    for bad in ([5, 5], [6, 5]):
+        with pytest.raises(SpecValidationError, match=r"expected \[low, high\] with low < high"):
+            spec_from_dict({**_BASE, "data": {"source": "npz", "path": "x", "pixel_range": bad}})
+    ok = spec_from_dict({**_BASE, "data": {"source": "npz", "path": "x", "pixel_range": [0, 255]}})
+    assert ok.data.pixel_range == (0.0, 255.0)  # type: ignore[union-attr]
