@@ -139,6 +139,6 @@ def test_summary_table_is_keras_like(cli) -> None:  # type: ignore[no-untyped-de
 def test_summary_figures_switch_units() -> None:
     from specnet.shapes import _si
 
-    assert [_si(v) for v in (0, 999, 1_000, 1_500_000, 2_000_000_000)] == [
-        "0", "999", "1.00 K", "1.50 M", "2.00 G"
+    assert [_si(v) for v in (0, 999, 1_000, 1_000_000, 1_500_000, 10**9, 2 * 10**9)] == [
+        "0", "999", "1.00 K", "1.00 M", "1.50 M", "1.00 G", "2.00 G"
     ]  # fmt: skip

@@ -333,9 +333,11 @@ def test_impossible_layers_say_why() -> None:
          "input 8×2×1 is smaller than kernel_size 3×3: the output would be empty"),
         ("{type: MaxPool, pool_size: [2, 3]}",
          "input 8×2×1 is smaller than pool_size 2×3: the output would be empty"),
+        ("{type: MaxPool, pool_size: [9, 1]}",
+         "input 8×2×1 is smaller than pool_size 9×1: the output would be empty"),
     ],
 )  # fmt: skip
-def test_a_window_too_wide_for_the_width_alone_is_named(layer: str, message: str) -> None:
+def test_a_window_too_large_for_one_axis_is_named(layer: str, message: str) -> None:
     with pytest.raises(ShapeError, match=re.escape(message) + "\n") as info:
         infer(loads_spec(f"name: w\ninput_shape: [8, 2, 1]\nlayers: [{layer}]\n"))
     assert "dilated" not in str(info.value)
@@ -354,3 +356,25 @@ def test_memory_figures_switch_unit_at_one_gib() -> None:
     assert [_bytes(n) for n in (2**20, 2**30 - 2**20, 2**30, 2**31)] == [
         "1.0 MiB", "1,023.0 MiB", "1.0 GiB", "2.0 GiB"
     ]  # fmt: skip
+
+
+def test_summary_columns_stay_aligned_for_long_names_and_shapes() -> None:
+    from specnet.shapes import summary_text
+
+    long_name = "a_very_long_layer_name_that_keras_users_write"
+    text = summary_text(infer(loads_spec(
+        "name: s\ninput_shape: [100000, 1000, 3]\ntrain: {batch_size: 1}\nlayers:\n"
+        f"  - {{type: MaxPool, name: {long_name}, pool_size: 1}}\n"  # (None, 100000, 1000, 3)
+        "  - {type: MaxPool, pool_size: 1000}\n  - {type: Flatten}\n  - {type: Dense, units: 2}\n"
+    )))  # fmt: skip
+    lines = text.splitlines()
+    header = next(line for line in lines if "Output Shape" in line)
+    column = header.index("Output Shape")
+    rows = [line for line in lines if line.startswith(f" {long_name}") or "(Flatten)" in line]
+    assert len(rows) == 2
+    assert "(None, 100000, 1000, 3)" in rows[0]  # wider than the shape column's minimum
+    for row in rows:
+        assert row[column - 2 : column] == "  "  # the name column ends before the shape column
+        assert row[column] == "("
+    params = header.index("Param #") + len("Param #")
+    assert all(row[:params].endswith(("0", "2")) for row in rows)  # right-aligned under the header
