@@ -18,7 +18,7 @@
 # (tests/test_safety.py), which reads the mutated text, not its behaviour.
 source "$(dirname "$0")/env.sh" all,dev,mutation
 declare -A TESTS=(
-  [specnet/spec.py]="tests/test_spec.py tests/test_bad_specs.py tests/test_schema.py tests/test_shapes.py
+  [specnet/spec.py]="tests/test_spec.py tests/test_bad_specs.py::test_bad_spec
     tests/test_trust.py::test_number_hints_say_remove_the_quotes_only_when_there_are_quotes"
   [specnet/shapes.py]="tests/test_shapes.py tests/test_spec.py tests/test_bad_specs.py
     tests/test_planted.py::test_the_parameter_limit_holds_at_its_exact_boundary

@@ -410,3 +410,29 @@ def test_a_softmax_over_a_4d_tensor_is_over_the_channels() -> None:
     np.testing.assert_allclose(outputs["keras"].sum(-1), 1.0, rtol=1e-5)  # over the channels
     assert_agree(outputs["torch"], outputs["keras"], "torch vs keras, spatial softmax")
     assert_agree(outputs["onnx"], outputs["keras"], "onnx vs keras, spatial softmax")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (2, 3, 4), (2, 7)])
+def test_fast_flatten_is_nn_flatten_and_keeps_the_backward_channels_last(
+    shape: tuple[int, ...],
+) -> None:
+    """FastFlatten (a speed replacement) must compute nn.Flatten's values and gradients, and
+    hand a channels-last input its gradient channels-last (its reason to exist)."""
+    import torch
+
+    from specnet.backends._torch_modules import FastFlatten
+
+    torch.manual_seed(0)
+    base = torch.randn(*shape)
+    layouts = [torch.contiguous_format] + ([torch.channels_last] if len(shape) == 4 else [])
+    for layout in layouts:
+        ours_in = base.clone().contiguous(memory_format=layout).requires_grad_()
+        theirs_in = base.clone().requires_grad_()
+        ours, theirs = FastFlatten()(ours_in), torch.nn.Flatten()(theirs_in)
+        assert torch.equal(ours, theirs)
+        weights = torch.randn(theirs.shape)
+        (ours * weights).sum().backward()
+        (theirs * weights).sum().backward()
+        assert torch.equal(ours_in.grad, theirs_in.grad)
+        if layout is torch.channels_last:
+            assert ours_in.grad.is_contiguous(memory_format=torch.channels_last)
