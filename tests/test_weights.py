@@ -101,3 +101,38 @@ def test_safetensors_bytes_depend_on_content_only(tmp_path: Path) -> None:
             got = f.get_tensor(key)
             assert got.dtype == value.dtype
             assert np.array_equal(got, value)
+
+
+def test_recorded_class_orders_are_read_and_checked(tmp_path: Path) -> None:
+    from specnet.weights import (
+        check_classes,
+        encode_safetensors,
+        read_metadata,
+        weights_classes,
+    )
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(encode_safetensors({"a": np.zeros(2, np.float32)},
+                                        {"class_names": '["red", "blue"]', "x": "1"}))  # fmt: skip
+    assert read_metadata(path) == {"class_names": '["red", "blue"]', "x": "1"}
+    assert weights_classes(path) == ["red", "blue"]
+    assert check_classes(path, ["red", "blue"]) == ["red", "blue"]
+    assert check_classes(path, None) == ["red", "blue"]  # a spec without names adopts them
+    with pytest.raises(UsageError, match=r"trained for classes \['red', 'blue'\], but the spec "
+                       r"names \['blue', 'red'\]; the same classes in another order"):  # fmt: skip
+        check_classes(path, ["blue", "red"])
+    with pytest.raises(UsageError, match="were they trained for another spec"):
+        check_classes(path, ["cat", "dog"])
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes(encode_safetensors({"a": np.zeros(2, np.float32)}))
+    assert read_metadata(bare) == {}
+    assert weights_classes(bare) is None
+    assert check_classes(bare, ["cat"]) is None  # nothing recorded: nothing to refuse
+    odd = tmp_path / "odd.safetensors"
+    odd.write_bytes(
+        encode_safetensors({"a": np.zeros(1, np.float32)}, {"class_names": "{not json"})
+    )
+    assert weights_classes(odd) is None
+    (tmp_path / "short").write_bytes(b"\x01")
+    assert read_metadata(tmp_path / "short") == {}
+    assert read_metadata(tmp_path / "missing") == {}
