@@ -24,7 +24,11 @@ declare -A TESTS=(
     tests/test_planted.py::test_the_parameter_limit_holds_at_its_exact_boundary
     tests/test_trust.py::test_which_shapes_look_channels_first
     tests/test_trust.py::test_class_names_of_a_network tests/test_cli.py"
-  [specnet/weights.py]="tests/test_weights.py tests/test_planted.py tests/test_build.py"
+  [specnet/weights.py]="tests/test_weights.py tests/test_backends.py::test_round_trip_is_bit_identical
+    tests/test_backends.py::test_safetensors_file_is_read_identically_by_the_library_and_numpy
+    tests/test_planted.py::test_safetensors_headers_are_padded_to_8_bytes_whatever_their_length
+    tests/test_planted.py::test_bias_initializers_draw_as_keras_does
+    tests/test_planted.py::test_initial_draws_follow_the_layer_name_not_its_position"
   [specnet/backends/keras.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py"
   [specnet/backends/torch.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py tests/test_planted.py"
   [specnet/backends/onnx.py]="tests/test_onnx.py tests/test_planted.py"

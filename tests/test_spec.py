@@ -224,6 +224,62 @@ _BASE = {
 @pytest.mark.parametrize(
     ("change", "field", "message", "hint"),
     [
+        (
+            {"layers": [{"type": "MaxPool", "pool_size": "(2", "2)": None}]},
+            "layers[0].pool_size",
+            "expected a positive integer or a pair [height, width] of them, received the "
+            "string '(2'",
+            "write the pair in square brackets, e.g. [2, 2]: YAML reads parentheses as text",
+        ),
+        (
+            {"layers": [{"type": "MaxPool", "pool_size": "two"}]},
+            "layers[0].pool_size",
+            "expected a positive integer or a pair [height, width] of them, received the "
+            "string 'two'",
+            "write an integer such as 3, or [3, 3]",
+        ),
+        (
+            {"input_shape": [8, 8, 1, 1]},
+            "input_shape",
+            "expected 3 values [height, width, channels], received a list of 4 items",
+            "e.g. [32, 32, 3]; a grey image has 1 channel: [28, 28, 1]",
+        ),
+        (
+            {"layers": [{"type": "MaxPool", "padding": 5}]},
+            "layers[0].padding",
+            "expected 'valid' or 'same', received 5",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": False}]},
+            "layers[0].units",
+            "expected an integer, received false",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": -(2**70)}]},
+            "layers[0].units",
+            "expected a value greater than 0, received a negative integer of 71 bits",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": 2**64}]},
+            "layers[0].units",
+            "expected a value at most 9223372036854775807, received an integer of 65 bits",
+            "",
+        ),
+        (
+            {"layers": [{"type": "Dense", "units": 2**63}]},
+            "layers[0].units",
+            "expected a value at most 9223372036854775807, received 9223372036854775808",
+            "",
+        ),
+        (
+            {"data": 5},
+            "data",
+            "expected a mapping of fields, received 5",
+            "",
+        ),
         ({"train": {"epoch": 5}}, "train.epoch", "unknown field `epoch`", "did you mean `epochs`?"),
         (
             {"train": {"optimizer": {"type": "sgd", "momentun": 0.9}}},
