@@ -749,7 +749,11 @@ def _translate(error: Any, source: Located) -> Issue:
             path, f"expected a mapping with a `{field}` field, received {got}", f"write {example}"
         )
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        examples = {"layers": "{type: Dense, units: 10}", "train": "`optimizer: adam`"}
+        examples = {
+            "layers": "{type: Dense, units: 10}",
+            "train": "`optimizer: adam`",
+            "data": "{source: folder, path: photos}",
+        }
         hint = f"e.g. {examples[str(path[0])]}" if path and str(path[0]) in examples else ""
         return source.issue(path, f"expected a mapping of fields, received {got}", hint)
     if kind in ("list_type", "tuple_type") and path[-1:] != ("input_shape",):

@@ -278,7 +278,7 @@ _BASE = {
             {"data": 5},
             "data",
             "expected a mapping of fields, received 5",
-            "",
+            "e.g. {source: folder, path: photos}",
         ),
         ({"train": {"epoch": 5}}, "train.epoch", "unknown field `epoch`", "did you mean `epochs`?"),
         (
