@@ -20,7 +20,6 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 Weights = dict[str, "np.ndarray"]
-Sampler = Callable[["np.random.Generator", tuple[int, ...], int, int], "np.ndarray"]
 
 _TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2], as Keras uses
 
@@ -78,41 +76,40 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-def _variance_scaling(scale: float, mode: str, distribution: str) -> Sampler:
-    def sample(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
-        fan = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2}[mode]
-        variance = scale / max(1.0, fan)
-        if distribution == "uniform":
-            limit = math.sqrt(3.0 * variance)
-            return rng.uniform(-limit, limit, size=shape)
-        std = math.sqrt(variance) / _TRUNCATED_STD
-        values = rng.standard_normal(size=shape)
-        bad = abs(values) > 2
-        while bad.any():  # resample outside ±2σ: a truncated normal, as Keras draws it
-            values[bad] = rng.standard_normal(size=int(bad.sum()))
-            bad = abs(values) > 2
-        return values * std
-
-    return sample
-
-
-def _constant(value: float) -> Sampler:
-    def sample(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
-        return require("numpy").full(shape, value)
-
-    return sample
-
-
-INITIALIZERS: dict[str, Sampler] = {
-    "glorot_uniform": _variance_scaling(1.0, "fan_avg", "uniform"),
-    "glorot_normal": _variance_scaling(1.0, "fan_avg", "truncated_normal"),
-    "he_uniform": _variance_scaling(2.0, "fan_in", "uniform"),
-    "he_normal": _variance_scaling(2.0, "fan_in", "truncated_normal"),
-    "lecun_uniform": _variance_scaling(1.0, "fan_in", "uniform"),
-    "lecun_normal": _variance_scaling(1.0, "fan_in", "truncated_normal"),
-    "zeros": _constant(0.0),
-    "ones": _constant(1.0),
+#: Keras's initializers as data: name → (scale, fan mode, distribution) of its VarianceScaling,
+#: or the constant it fills with. A table, not closures, so the sampler is one plain function.
+INITIALIZERS: dict[str, tuple[float, str, str] | float] = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "zeros": 0.0,
+    "ones": 1.0,
 }
+
+
+def draw(initializer: str, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """One array drawn as Keras's ``initializer`` draws it (VarianceScaling or a constant)."""
+    np = require("numpy")
+    rule = INITIALIZERS[initializer]
+    if not isinstance(rule, tuple):
+        return np.full(shape, rule)  # type: ignore[no-any-return]
+    scale, mode, distribution = rule
+    fan_in, fan_out = _fans(shape)
+    fan = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    variance = scale / max(1.0, fan)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, size=shape)
+    std = math.sqrt(variance) / _TRUNCATED_STD
+    values = rng.standard_normal(size=shape)
+    bad = abs(values) > 2
+    while bad.any():  # resample outside ±2σ: a truncated normal, as Keras draws it
+        values[bad] = rng.standard_normal(size=int(bad.sum()))
+        bad = abs(values) > 2
+    return values * std
 
 
 def init_weights(plan: Plan, seed: int = 0) -> Weights:
@@ -128,10 +125,7 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
         layer = next(step.layer for step in plan.layers if step.name == name)
         initializer = getattr(layer, f"{kind}_initializer")
         rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-        fan_in, fan_out = _fans(shape)
-        weights[key] = np.asarray(
-            INITIALIZERS[initializer](rng, shape, fan_in, fan_out), dtype=np.float32
-        )
+        weights[key] = np.asarray(draw(initializer, rng, shape), dtype=np.float32)
     return weights
 
 
