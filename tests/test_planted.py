@@ -426,13 +426,18 @@ def test_fast_flatten_is_nn_flatten_and_keeps_the_backward_channels_last(
     base = torch.randn(*shape)
     layouts = [torch.contiguous_format] + ([torch.channels_last] if len(shape) == 4 else [])
     for layout in layouts:
-        ours_in = base.clone().contiguous(memory_format=layout).requires_grad_()
+        leaf = base.clone().requires_grad_()
+        # not a leaf: autograd lays a leaf's .grad out like the leaf, whatever the op returned;
+        # the hook sees the gradient exactly as FastFlatten's backward hands it on
+        ours_in = (leaf * 1.0).contiguous(memory_format=layout)
+        handed: list[torch.Tensor] = []
+        ours_in.register_hook(handed.append)
         theirs_in = base.clone().requires_grad_()
         ours, theirs = FastFlatten()(ours_in), torch.nn.Flatten()(theirs_in)
         assert torch.equal(ours, theirs)
         weights = torch.randn(theirs.shape)
         (ours * weights).sum().backward()
         (theirs * weights).sum().backward()
-        assert torch.equal(ours_in.grad, theirs_in.grad)
+        assert torch.equal(leaf.grad, theirs_in.grad)
         if layout is torch.channels_last:
-            assert ours_in.grad.is_contiguous(memory_format=torch.channels_last)
+            assert handed[0].is_contiguous(memory_format=torch.channels_last)
