@@ -51,6 +51,7 @@ class Run:
     weights: Weights
     backend: str
     class_names: list[str]
+    marker: dict[str, Any]  # its specnet.json
 
 
 def open_run(folder: str | Path, backend: str | None = None) -> Run:
@@ -61,7 +62,9 @@ def open_run(folder: str | Path, backend: str | None = None) -> Run:
     plan = infer(load_spec(folder / SPEC_FILE))
     names = marker.get("class_names") or class_names_of(plan)
     weights = load_weights(folder / WEIGHTS_FILE, plan)
-    return Run(folder, plan, weights, backend or marker.get("backend", "keras"), list(names))
+    return Run(
+        folder, plan, weights, backend or marker.get("backend", "keras"), list(names), marker
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def evaluate(folder: str | Path, data: Any = None, backend: str | None = None) -
     spec = run.plan.spec if data is None else run.plan.spec.model_copy(update={"data": data})
     classes = len(run.class_names)
     dataset = load_data(spec, classes, class_names=run.class_names)
-    recorded = (read_marker(run.folder) or {}).get("data") or {}
+    recorded = run.marker.get("data") or {}
     if data is None and recorded.get("fingerprint") not in (None, dataset.fingerprint()):
         raise UsageError(
             f"{run.folder}: its data ({dataset.source}) changed since it was trained "
