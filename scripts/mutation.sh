@@ -61,15 +61,20 @@ pytest_add_cli_args_test_selection = [${tests%, }]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q", "-x",
   "-k", "not huge_networks and not specs_ship_in_the_wheel and not ctrl_c"]
 timeout_multiplier = 4.0
-# each forked worker imports the frameworks its tests need afresh (seconds): not a timeout
+# a worker's first framework call initialises it (a second or two): not a timeout
 timeout_constant = 30.0
-# workers fork from a process that has collected the tests but started no framework: TensorFlow
-# and PyTorch threads do not survive a fork, and a worker forked after them can hang
+# workers fork from a process that has collected the tests and imported the frameworks
+# (SPECNET_PRELOAD, see tests/conftest.py) but run nothing: TensorFlow and PyTorch thread pools
+# do not survive a fork, and a worker forked after they have run can hang
 process_isolation = "forkserver"
 forkserver_warmup = "collect"
 TOML
+    case $module in
+        specnet/backends/*|specnet/train.py|specnet/evaluate.py) preload=torch,tensorflow,keras ;;
+        *) preload= ;;
+    esac
     echo "mutating $module with $selected (progress: $WORK/run.log)" >&2
-    if ! (cd "$WORK" && "$ROOT/.venv/bin/mutmut" run > run.log 2>&1); then
+    if ! (cd "$WORK" && SPECNET_PRELOAD=$preload "$ROOT/.venv/bin/mutmut" run > run.log 2>&1); then
         tr '\r' '\n' < "$WORK/run.log" | tail -30 >&2
         exit 1
     fi

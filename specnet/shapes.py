@@ -41,6 +41,7 @@ __all__ = [
     "ends_in_softmax",
     "infer",
     "logits_plan",
+    "output_flatten",
     "same_padding",
     "summary_text",
 ]
@@ -295,6 +296,23 @@ def _is_softmax(layer: LayerBase) -> bool:
 def ends_in_softmax(plan: Plan) -> bool:
     """Whether the network's last operation is a softmax (a layer, or a fused activation)."""
     return _is_softmax(plan.layers[-1].layer)
+
+
+def output_flatten(plan: Plan) -> str | None:
+    """The name of the Flatten whose vector is the network's output (no Dense after it), if any.
+
+    Keras flattens an image in (h, w, c) order. PyTorch and ONNX compute in NCHW and flatten in
+    (c, h, w) order, which is harmless before a Dense (its rows are reordered to match, see
+    ``specnet.backends.torch.conversions``) but wrong when the vector itself is the output (or
+    reaches it through dropout and activations): that one Flatten must transpose back first.
+    """
+    last = None
+    for step in plan.layers:
+        if isinstance(step.layer, Flatten) and len(step.input_shape) == 3:
+            last = step.name
+        elif isinstance(step.layer, Dense):
+            last = None
+    return last
 
 
 def logits_plan(plan: Plan) -> Plan:

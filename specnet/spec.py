@@ -735,15 +735,15 @@ def _translate(error: Any, source: Located) -> Issue:
             f"add `{path[-1]}:` to {'the spec' if len(path) == 1 else 'this mapping'}",
         )
     if kind == "union_tag_invalid":
-        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        tag = str(ctx.get("tag", ""))
-        field = str(ctx.get("discriminator", "type")).strip("'")
+        tags = re.findall(r"'([^']*)'", str(ctx["expected_tags"]))
+        tag = str(ctx["tag"])
+        field = str(ctx["discriminator"]).strip("'")
         close = _suggest(tag, tags)
         hint = f"did you mean {close!r}?" if close else "expected one of: " + ", ".join(tags)
         what = "layer type" if path[:1] == ("layers",) else f"`{field}`"
         return source.issue((*path, field), f"unknown {what} {brief(tag)}", hint)
     if kind == "union_tag_not_found":
-        field = str(ctx.get("discriminator", "type")).strip("'")
+        field = str(ctx["discriminator"]).strip("'")
         example = "{type: Dense, units: 10}" if path[:1] == ("layers",) else f"`{field}: ...`"
         return source.issue(
             path, f"expected a mapping with a `{field}` field, received {got}", f"write {example}"
@@ -759,9 +759,9 @@ def _translate(error: Any, source: Located) -> Issue:
     if kind in ("list_type", "tuple_type") and path[-1:] != ("input_shape",):
         return source.issue(path, f"expected a list, received {got}")
     if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        choices = re.findall(r"'([^']*)'", str(ctx["expected"]))
         close = _suggest(str(received), choices) if isinstance(received, str) else ""
-        expected = str(ctx.get("expected", ""))
+        expected = str(ctx["expected"])
         hint = f"did you mean {close!r}?" if close else ""
         return source.issue(path, f"expected {expected}, received {got}", hint)
     if kind in ("bool_type", "bool_parsing"):

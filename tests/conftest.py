@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,13 @@ import pytest
 from specnet.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The mutation campaign (scripts/mutation.sh) forks one worker per mutant from a process that has
+# collected the tests. Importing a framework costs seconds, so there it is imported once, before
+# any fork: importing starts no thread pool (forking after one has run is what hangs), and each
+# worker then pays only for its tests.
+for _framework in filter(None, os.environ.get("SPECNET_PRELOAD", "").split(",")):
+    importlib.import_module(_framework)
 SPECS = sorted((ROOT / "specs").glob("**/*.yaml"))
 BAD_SPECS = sorted((ROOT / "tests" / "bad_specs").glob("*.yaml"))
 

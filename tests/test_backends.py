@@ -116,3 +116,36 @@ def test_safetensors_file_is_read_identically_by_the_library_and_numpy(tmp_path:
     assert ours.keys() == theirs.keys() == weights.keys()
     for key in weights:
         assert np.array_equal(ours[key], theirs[key])
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [[], [{"type": "Dropout", "rate": 0.5}, {"type": "Activation", "activation": "relu"}],
+     [{"type": "Softmax"}], [{"type": "Dense", "units": 3}, {"type": "Flatten"}]],
+    ids=["flatten", "then_dropout_relu", "then_softmax", "dense_then_flat_vector"],
+)  # fmt: skip
+def test_a_flattened_output_is_in_keras_order_on_every_runtime(tail: list[dict[str, Any]]) -> None:
+    """A Flatten whose vector is the output (no Dense after it) reads the image as Keras does,
+    row by row, (h, w, c): PyTorch and ONNX compute in NCHW and must transpose back first."""
+    from specnet.backends.onnx import BACKEND as ONNX
+    from specnet.spec import spec_from_dict
+
+    layers = [{"type": "Conv2D", "filters": 3, "kernel_size": 2}, {"type": "Flatten"}, *tail]
+    plan = infer(spec_from_dict({"name": "t", "input_shape": [5, 4, 2], "layers": layers}))
+    weights = init_weights(plan, seed=1)
+    x = batch(plan.input_shape, n=3)
+    # the reference: the conv in NumPy, flattened row by row as numpy.reshape does
+    kernel, bias = weights["conv2d.kernel"], weights["conv2d.bias"]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # N,4,3,C,2,2
+    conv = np.einsum("nhwcij,ijcf->nhwf", windows, kernel) + bias
+    want = conv.reshape(3, -1)
+    if tail and tail[0]["type"] == "Dropout":
+        want = np.maximum(want, 0)
+    elif tail and tail[0]["type"] == "Softmax":
+        want = np.exp(want) / np.exp(want).sum(1, keepdims=True)
+    elif tail:
+        want = want @ weights["dense.kernel"] + weights["dense.bias"]
+    for backend in (KERAS, TORCH, ONNX):
+        model = backend.build(plan)
+        backend.set_weights(model, plan, weights)
+        assert_agree(backend.predict(model, x), want, backend.name, atol=1e-5)

@@ -62,5 +62,20 @@ class FastFlatten(torch.nn.Module):
         return _FlattenChannelsLast.apply(x) if x.dim() == 4 else x.flatten(1)  # type: ignore[no-untyped-call]
 
 
-# stock nn class name → faster module with the same constructor and semantics
-REPLACEMENTS: dict[str, type[torch.nn.Module]] = {"Dropout": FastDropout, "Flatten": FastFlatten}
+class FlattenHWC(torch.nn.Module):
+    """Flatten an NCHW image in Keras's (h, w, c) order: for the Flatten whose vector is the
+    network's output (``specnet.shapes.output_flatten``); a Flatten before a Dense keeps PyTorch's
+    order and the Dense's rows are reordered instead. On the channels-last activations the
+    backend computes with, the permute makes the tensor contiguous: the flatten is a view."""
+
+    def forward(self, x: Any) -> Any:
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
+# stock nn class name → faster module with the same constructor and semantics; FlattenHWC is no
+# stock class: the generated source writes it as nn.Flatten() on x.permute(0, 2, 3, 1)
+REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
+    "Dropout": FastDropout,
+    "Flatten": FastFlatten,
+    "FlattenHWC": FlattenHWC,
+}

@@ -3,11 +3,12 @@
 No TensorFlow, no PyTorch: only the ``onnx`` package builds the graph, and ONNX Runtime (or ONNX's
 own reference evaluator, :func:`reference_predict`) runs it. It is the leanest of the three
 graphs: one node per spec operation (a fused activation is its own node), Dropout gone, no shape
-subgraphs, and at most one layout Transpose — the graph computes in NCHW, as ONNX's Conv and
-MaxPool require, so an NHWC input (the default) is transposed once at the start. Conv and MaxPool
-take Keras's asymmetric ``same`` padding directly in their ``pads`` attribute (MaxPool's padding
-never wins a max), and the Dense after a Flatten gets its rows in (c, h, w) order through the
-PyTorch backend's conversion table (pure NumPy). It cannot train.
+subgraphs, and one layout Transpose at most at each end — the graph computes in NCHW, as ONNX's
+Conv and MaxPool require, so an NHWC input (the default) is transposed once at the start, and an
+image output (or a flattened one: Keras flattens in (h, w, c) order) once at the end. Conv and
+MaxPool take Keras's asymmetric ``same`` padding directly in their ``pads`` attribute (MaxPool's
+padding never wins a max), and the Dense after a Flatten gets its rows in (c, h, w) order through
+the PyTorch backend's conversion table (pure NumPy). It cannot train.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from specnet._io import atomic_write_bytes
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.torch import apply_steps, conversions
 from specnet.errors import UsageError
-from specnet.shapes import Plan, PlanLayer, same_padding
+from specnet.shapes import Plan, PlanLayer, output_flatten, same_padding
 from specnet.spec import (
     Activation,
     Conv2D,
@@ -193,8 +194,12 @@ def build_graph(
             helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw")
         )
         current = "nchw"
+    output = output_flatten(plan)
     for step in plan.layers:
-        for i, (op, extra, attrs) in enumerate(LAYERS[type(step.layer)](step.layer, step, opset)):
+        made = LAYERS[type(step.layer)](step.layer, step, opset)
+        if step.name == output:  # the output vector in Keras's (h, w, c) order
+            made = [("Transpose", [], {"perm": [0, 2, 3, 1]}), *made]
+        for i, (op, extra, attrs) in enumerate(made):
             out = f"{step.name}:{i}"
             if op == "specnet.Gelu":
                 nodes += _gelu(helper, current, out, step.name)

@@ -16,6 +16,7 @@ generated source replays exactly what the backend does.
 from __future__ import annotations
 
 import inspect
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source, py_literal
 from specnet.errors import UsageError
-from specnet.shapes import Plan, PlanLayer, Shape, same_padding
+from specnet.shapes import Plan, PlanLayer, Shape, output_flatten, same_padding
 from specnet.spec import (
     Activation,
     Conv2D,
@@ -107,11 +108,12 @@ def _max_pool(layer: MaxPool, step: PlanLayer) -> list[Module]:
     padding: tuple[int, int] = (0, 0)
     if layer.padding == "same":
         left, right, top, bottom = _pads(step, layer.pool_size, strides)
-        symmetric = (left, top) == (right, bottom)
-        if symmetric and 2 * top <= layer.pool_size[0] and 2 * left <= layer.pool_size[1]:
-            padding = (top, left)  # MaxPool2d pads with -inf itself, symmetrically
+        # MaxPool2d pads with -inf itself, symmetrically, up to half the window; `same` never
+        # pads more than window - 1 in all ((out - 1) * stride < input), so symmetric fits
+        if (left, top) == (right, bottom):
+            padding = (top, left)
         else:
-            pad = ((left, right, top, bottom), float("-inf"))
+            pad = ((left, right, top, bottom), -math.inf)
             modules.append((f"{step.name}_pad", "ConstantPad2d", pad, {}))
     pool = {"kernel_size": layer.pool_size, "stride": strides, "padding": padding}
     return [*modules, (step.name, "MaxPool2d", (), pool)]
@@ -207,7 +209,7 @@ def apply_steps(array: Any, steps: list[Step]) -> Any:
     """Replay a conversion (reshape/transpose steps) on a NumPy array; C-contiguous result."""
     np = require("numpy")
     for op, arg in steps:
-        array = array.reshape(arg) if op == "reshape" else array.transpose(arg)
+        array = {"reshape": np.reshape, "transpose": np.transpose}[op](array, arg)
     return np.ascontiguousarray(array)
 
 
@@ -223,7 +225,12 @@ def _torch() -> Any:
 
 
 def _modules(plan: Plan) -> list[Module]:
-    return [module for step in plan.layers for module in LAYERS[type(step.layer)](step.layer, step)]
+    output = output_flatten(plan)
+    return [
+        (name, "FlattenHWC" if name == output else cls, args, kwargs)
+        for step in plan.layers
+        for name, cls, args, kwargs in LAYERS[type(step.layer)](step.layer, step)
+    ]
 
 
 class TorchBackend:
@@ -237,7 +244,12 @@ class TorchBackend:
         from specnet.backends._torch_modules import REPLACEMENTS
 
         children = OrderedDict(
-            (name, REPLACEMENTS.get(cls, getattr(torch.nn, cls))(*args, **kwargs))
+            (
+                name,
+                (REPLACEMENTS[cls] if cls in REPLACEMENTS else getattr(torch.nn, cls))(
+                    *args, **kwargs
+                ),
+            )
             for name, cls, args, kwargs in _modules(plan)
         )
         # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
@@ -252,7 +264,7 @@ class TorchBackend:
             key: torch.from_numpy(apply_steps(weights[canonical], steps))
             for canonical, key, steps, _ in conversions(plan)
         }
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state)  # strict: every parameter, nothing else
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
         state = model.state_dict()
@@ -264,7 +276,7 @@ class TorchBackend:
     def predict(self, model: Any, x: Any) -> Any:
         torch = _torch()
         model.eval()
-        device = next(model.parameters(), torch.empty(0)).device
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         with torch.inference_mode():
             batch = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last view, no copy
             out = model(batch.to(device))
@@ -283,7 +295,7 @@ class TorchBackend:
     def load_native(self, path: Path, plan: Plan) -> Any:
         load = require("safetensors.torch").load
         model = self.build(plan)
-        model.load_state_dict(load(Path(path).read_bytes()), strict=True)
+        model.load_state_dict(load(Path(path).read_bytes()))  # strict: another network fails
         return model
 
     def trainer(
@@ -306,10 +318,13 @@ class TorchBackend:
         inits, calls = [], []
         shapes = _output_shapes(plan)
         for name, cls, args, kwargs in modules:
-            call = call_source(cls, args, kwargs, _DEFAULTS.get(cls, {}))
+            # the output's Flatten reads the image in Keras's (h, w, c) order (see FlattenHWC)
+            hwc = cls == "FlattenHWC"
+            call = call_source("Flatten" if hwc else cls, args, kwargs, _DEFAULTS.get(cls, {}))
             inits.append(f"        self.{name} = nn.{call}")
             comment = f"  # {shapes[name]}" if name in shapes else ""
-            calls.append(f"        x = self.{name}(x){comment}")
+            given = "x.permute(0, 2, 3, 1)" if hwc else "x"
+            calls.append(f"        x = self.{name}({given}){comment}")
         loads = [
             f"    model.{key}.copy_(torch.from_numpy(np.ascontiguousarray("
             f"{_render(f'weights[{py_literal(canonical)}]', steps)})))"
