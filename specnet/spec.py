@@ -16,7 +16,7 @@ import json
 import math
 import re
 from pathlib import Path as FilePath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import annotated_types as at
 from pydantic import (
@@ -386,7 +386,7 @@ class Spec(_Model):
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain data (what a run directory stores)."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"schema_"})
+        return self.model_dump(mode="json", exclude={"schema_"})  # its one alias, $schema, left out
 
 
 # ----------------------------------------------------------------------------- loading
@@ -417,7 +417,7 @@ def as_spec(spec: str | FilePath | Spec) -> tuple[Spec, str, FilePath]:
 
 def loads_spec(text: str, filename: str = "<string>") -> Spec:
     """Parse and validate spec text (``filename`` is used only in messages)."""
-    return _validate(load_yaml(text.encode("utf-8"), filename))
+    return _validate(load_yaml(text.encode(), filename))
 
 
 def spec_from_dict(data: dict[str, Any], filename: str = "<dict>") -> Spec:
@@ -440,7 +440,7 @@ def _validate(source: Located) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
+        errors = exc.errors()
         renamed = _keras1_fields(errors, source)
         issues = [
             _translate(error, source)
@@ -491,6 +491,7 @@ def _name_layers(spec: Spec) -> list[Issue]:
                 )
             )
         taken[layer.name] = i
+    used = set(taken)
     counters: dict[str, int] = {}
     for layer in spec.layers:
         if layer.name is not None:
@@ -499,10 +500,10 @@ def _name_layers(spec: Spec) -> list[Issue]:
             n = counters.get(layer.PREFIX, 0)
             counters[layer.PREFIX] = n + 1
             candidate = layer.PREFIX if n == 0 else f"{layer.PREFIX}_{n}"
-            if candidate not in taken:
+            if candidate not in used:
                 break
         layer.name = candidate
-        taken[candidate] = -1
+        used.add(candidate)
     return issues
 
 
@@ -575,9 +576,8 @@ def _suggest(word: str, choices: list[str]) -> str:
     folded: dict[str, str] = {}
     for choice in choices:  # the first spelling of a name wins (sgd, not its alias SGD)
         folded.setdefault(choice.lower(), choice)
-    if word.lower() in folded:
-        return folded[word.lower()]
-    close = difflib.get_close_matches(word.lower(), list(folded), n=1, cutoff=0.6)
+    # difflib's defaults: the matches at least 0.6 similar, best first (an exact match is 1.0)
+    close = difflib.get_close_matches(word.lower(), list(folded))
     return folded[close[0]] if close else ""
 
 
@@ -606,7 +606,7 @@ def _keras1_fields(errors: list[Any], source: Located) -> dict[Path, set[str]]:
         if error["type"] != "extra_forbidden":
             continue
         path, _ = _lookup(source.data, tuple(error["loc"]))
-        key = str(path[-1]) if path else ""
+        key = str(path[-1])  # an unknown field is a key: its path ends with it
         if key in KERAS1_FIELDS:
             renamed.setdefault(path[:-1], set()).add(KERAS1_FIELDS[key])
     return renamed
@@ -632,9 +632,8 @@ def _covered_by_keras1(error: Any, renamed: dict[Path, set[str]], source: Locate
 def _keras1_issue(path: Path, source: Located) -> Issue:
     """One targeted message for a Keras 1 field name, with the Keras 2 spelling to write."""
     key = str(path[-1])
-    parent = _lookup(source.data, path[:-1])[1]
-    parent = parent if isinstance(parent, dict) else {}
-    value = parent.get(key)
+    parent = cast(dict[str, Any], _lookup(source.data, path[:-1])[1])  # the key's mapping
+    value = parent[key]
     new = KERAS1_FIELDS[key]
     shown = (
         value
@@ -659,7 +658,7 @@ def _keras1_issue(path: Path, source: Located) -> Issue:
             "channels] (`specnet import` converts channels-first models)",
             key=True,
         )
-    if key == "lr" and path[:-1] == ("train",):
+    if path == ("train", "lr"):
         return source.issue(
             path,
             "`lr` is Keras 1's `learning_rate`, an option of the optimizer",
@@ -667,18 +666,9 @@ def _keras1_issue(path: Path, source: Located) -> Issue:
             key=True,
         )
     if key == "nb_epoch":
+        where = "" if path == ("train", key) else " under `train:`"
         return source.issue(
-            path,
-            "`nb_epoch` is Keras 1's `epochs`",
-            f"write `epochs: {shown}`" + ("" if path[:-1] == ("train",) else " under `train:`"),
-            key=True,
-        )
-    if key == "init":
-        return source.issue(
-            path,
-            "`init` is Keras 1's `kernel_initializer`",
-            f"write `kernel_initializer: {shown}`",
-            key=True,
+            path, "`nb_epoch` is Keras 1's `epochs`", f"write `epochs: {shown}`{where}", key=True
         )
     return source.issue(path, f"`{key}` is Keras 1's `{new}`", f"write `{new}: {shown}`", key=True)
 
@@ -708,7 +698,7 @@ def _translate(error: Any, source: Located) -> Issue:
         else:
             hint = "write an integer such as 3, or [3, 3]"
         return source.issue(path, f"{error['msg']}, received {got}", hint)
-    if path[-1:] == ("input_shape",) and kind in ("missing", "too_long", "tuple_type"):
+    if path == ("input_shape",) and kind in ("missing", "too_long", "tuple_type"):
         shown = _lookup(source.data, path)[1]
         return source.issue(
             path,
@@ -748,15 +738,17 @@ def _translate(error: Any, source: Located) -> Issue:
         return source.issue(
             path, f"expected a mapping with a `{field}` field, received {got}", f"write {example}"
         )
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
+    # fields are strict: pydantic reports int_type, never int_parsing or int_from_float, and
+    # the same for floats and booleans; no field is a plain dict
+    if kind in ("model_type", "model_attributes_type"):
         examples = {
             "layers": "{type: Dense, units: 10}",
             "train": "`optimizer: adam`",
             "data": "{source: folder, path: photos}",
         }
-        hint = f"e.g. {examples[str(path[0])]}" if path and str(path[0]) in examples else ""
+        hint = f"e.g. {examples[str(path[0])]}"  # every mapping-valued field is under one of these
         return source.issue(path, f"expected a mapping of fields, received {got}", hint)
-    if kind in ("list_type", "tuple_type") and path[-1:] != ("input_shape",):
+    if kind in ("list_type", "tuple_type") and path != ("input_shape",):
         return source.issue(path, f"expected a list, received {got}")
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx["expected"]))
@@ -764,12 +756,12 @@ def _translate(error: Any, source: Located) -> Issue:
         expected = str(ctx["expected"])
         hint = f"did you mean {close!r}?" if close else ""
         return source.issue(path, f"expected {expected}, received {got}", hint)
-    if kind in ("bool_type", "bool_parsing"):
+    if kind == "bool_type":
         hint = ""
         if isinstance(received, str) and received.lower() in ("yes", "no", "on", "off", "y", "n"):
             hint = "YAML 1.2 reads yes/no/on/off as text; write true or false"
         return source.issue(path, f"expected true or false, received {got}", hint)
-    if kind in ("int_type", "int_parsing", "int_from_float"):
+    if kind == "int_type":
         hint = _number_hint(received, path, source, "32").replace("a number", "an integer")
         if isinstance(received, float):
             whole = received.is_integer() and abs(received) < 2**63
@@ -777,7 +769,7 @@ def _translate(error: Any, source: Located) -> Issue:
         elif isinstance(received, bool):
             hint = ""
         return source.issue(path, f"expected an integer, received {got}", hint)
-    if kind in ("float_type", "float_parsing"):
+    if kind == "float_type":
         hint = _number_hint(received, path, source, "0.5") if isinstance(received, str) else ""
         return source.issue(path, f"expected a number, received {got}", hint)
     bounds = {
@@ -788,7 +780,7 @@ def _translate(error: Any, source: Located) -> Issue:
     }
     if kind in bounds:
         return source.issue(path, f"expected a value {bounds[kind].format(**ctx)}, received {got}")
-    if kind in ("too_short", "too_long"):
+    if kind in ("too_short", "too_long", "string_too_short"):
         return source.issue(path, f"{error['msg'].lower()}, received {got}")
     if kind == "string_pattern_mismatch":
         allowed = "'_'" if path[:1] == ("layers",) else "'_' or '-'"

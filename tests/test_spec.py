@@ -205,6 +205,14 @@ def test_a_validator_panic_is_a_located_exit_2(tmp_path: Path, cli, monkeypatch)
     )
     assert "Traceback" not in result.err
     assert "RUST_BACKTRACE" not in result.err
+    assert "hint: please report it with the spec attached" in result.err
+    for message, shown in (("", "no detail"), ("x" * 300, "x" * 200)):
+        monkeypatch.setattr(Spec, "model_validate", lambda *a, m=message, **k: _raise(panic(m)))
+        with pytest.raises(SpecError) as info:
+            load_spec(spec)
+        assert info.value.issues[0].message == (  # type: ignore[attr-defined]
+            f"the validator crashed on this spec (pydantic-core: {shown})"
+        )
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -450,8 +458,63 @@ _BASE = {
             "YAML 1.2 reads yes/no/on/off as text; write true or false",
         ),
         ({"train": {"shuffle": 1}}, "train.shuffle", "expected true or false, received 1", ""),
+        *[
+            ({"train": {"shuffle": word}}, "train.shuffle",
+             f"expected true or false, received the string {word!r}",
+             "YAML 1.2 reads yes/no/on/off as text; write true or false")
+            for word in ("y", "N", "Off")
+        ],
+        ({"train": {"shuffle": "maybe"}}, "train.shuffle",
+         "expected true or false, received the string 'maybe'", ""),
+        ({"description": None}, "description", "expected a string, received null", "quote it"),
+        ({"train": {"seed": -1}}, "train.seed", "expected a value at least 0, received -1", ""),
+        ({"data": {"source": "synthetic", "noise": 1.5}}, "data.noise",
+         "expected a value at most 1.0, received 1.5", ""),
+        ({"train": {"validation_split": 1.0}}, "train.validation_split",
+         "expected a value less than 1.0, received 1.0", ""),
+        ({"data": {"source": "npz", "path": ""}}, "data.path",
+         "string should have at least 1 character, received the string ''", ""),
+        ({"data": {"source": "npz", "path": "x", "pixel_range": [0, 1, 2]}}, "data.pixel_range",
+         "tuple should have at most 2 items after validation, not 3, received a list of 3 items",
+         ""),
+        ({"data": {"source": "npz", "path": "x", "pixel_range": "0-255"}}, "data.pixel_range",
+         "expected a list, received the string '0-255'", ""),
+        ({"class_names": "cat dog"}, "class_names",
+         "expected a list, received the string 'cat dog'", ""),
+        ({"train": 5}, "train", "expected a mapping of fields, received 5",
+         "e.g. `optimizer: adam`"),
+        ({"layers": [5]}, "layers[0]", "expected a mapping of fields, received 5",
+         "e.g. {type: Dense, units: 10}"),
+        ({"data": {"path": "x"}}, "data",
+         "expected a mapping with a `source` field, received a mapping with 1 keys",
+         "write `source: ...`"),
+        ({"data": {"source": "folders", "path": "x"}}, "data.source",
+         "unknown `source` 'folders'", "did you mean 'folder'?"),
+        ({"layers": [{"type": "Dense", "units": 3.0}]}, "layers[0].units",
+         "expected an integer, received 3.0", "write 3"),
+        ({"layers": [{"type": "Dense", "units": 2.5}]}, "layers[0].units",
+         "expected an integer, received 2.5", ""),
+        ({"layers": [{"type": "Dense", "units": 2.0**63}]}, "layers[0].units",
+         "expected an integer, received 9.223372036854776e+18", ""),  # past int64: no "write"
+        ({"layers": [{"type": "Dense", "units": 2.0**62}]}, "layers[0].units",
+         "expected an integer, received 4.611686018427388e+18", "write 4611686018427387904"),
+        ({"layers": [{"type": "Dense", "units": "3"}]}, "layers[0].units",
+         "expected an integer, received the string '3'", "write an integer such as 32"),
+        ({"layers": [{"type": "Dropout", "rate": [0.5]}]}, "layers[0].rate",
+         "expected a number, received a list of 1 items", ""),
+        ({"layers": [{"type": "Dense", "units": 2, "zzz": 1}]}, "layers[0].zzz",
+         "unknown field `zzz`",
+         "valid fields here: name, type, units, activation, use_bias, kernel_initializer, "
+         "bias_initializer"),
+        ({"layers": [{"type": "MaxPool", "pool_size": "(3, 5)"}]}, "layers[0].pool_size",
+         "expected a positive integer or a pair [height, width] of them, received the string "
+         "'(3, 5)'", "write [3, 5]: YAML reads parentheses as text"),
+        ({"layers": [{"type": "MaxPool", "pool_size": " (3, x)"}]}, "layers[0].pool_size",
+         "expected a positive integer or a pair [height, width] of them, received the string "
+         "' (3, x)'",
+         "write the pair in square brackets, e.g. [2, 2]: YAML reads parentheses as text"),
     ],
-)
+)  # fmt: skip
 def test_each_kind_of_mistake_gets_its_message_and_hint(
     change: dict[str, object], field: str, message: str, hint: str
 ) -> None:
@@ -489,6 +552,16 @@ KERAS1_CASES = [
     ("optimizer", "lr", 0.01, f"`lr` is {K1} `learning_rate`", "write `learning_rate: 0.01`"),
     ("layer", "nb_row", 3, f"`nb_row`/`nb_col` are {K1} `kernel_size`",
      "write `kernel_size: [3, 5]`"),
+    ("layer", "nb_col", 5, f"`nb_row`/`nb_col` are {K1} `kernel_size`",
+     "write `kernel_size: [?, 5]`"),
+    ("layer", "init", "HeNormal", f"`init` is {K1} `kernel_initializer`",
+     "write `kernel_initializer: HeNormal`"),
+    ("layer", "init", {"class_name": "he"}, f"`init` is {K1} `kernel_initializer`",
+     "write `kernel_initializer: …`"),
+    ("layer", "border_mode", "same valid", f"`border_mode` is {K1} `padding`",
+     'write `padding: "same valid"`'),
+    ("optimizer", "nb_epoch", 3, f"`nb_epoch` is {K1} `epochs`",
+     "write `epochs: 3` under `train:`"),
 ]  # fmt: skip
 
 
@@ -534,6 +607,7 @@ def test_where_api_specs_and_strings_say_they_come_from() -> None:
     again, source, base = as_spec(spec)
     assert (again, source, base) == (spec, str(ROOT / "specs" / "seed_cnn.yaml"), ROOT / "specs")
     assert Spec.model_construct().source_file == "<spec>"
+    assert str(Spec.model_construct().issue(("name",), "m")) == "<spec>: name: m"
 
 
 def test_resolved_is_plain_json_data_without_the_schema_line() -> None:
@@ -556,6 +630,7 @@ NUMBER_TEXTS = [
     ('"1e-3"', "remove the quotes"),
     ('".5"', "remove the quotes"),
     ('"-2.5"', "remove the quotes"),
+    ('"1E-3"', "remove the quotes"),
     ('"1,5"', "write a number such as 0.5"),
     ("'0.5.1'", "write a number such as 0.5"),
 ]
@@ -578,3 +653,70 @@ def test_a_pixel_range_must_increase() -> None:
             spec_from_dict({**_BASE, "data": {"source": "npz", "path": "x", "pixel_range": bad}})
     ok = spec_from_dict({**_BASE, "data": {"source": "npz", "path": "x", "pixel_range": [0, 255]}})
     assert ok.data.pixel_range == (0.0, 255.0)  # type: ignore[union-attr]
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+KERAS1_LOCATED = [
+    ("layers:\n  - {type: Flatten}\n  - {type: Dense, units: 2, dim_ordering: th}\n",
+     "dim_ordering"),
+    ("layers:\n  - {type: Flatten}\n  - {type: Dense, units: 2}\ntrain:\n  lr: 0.01\n", "lr"),
+    ("layers:\n  - {type: Flatten}\n  - {type: Dense, output_dim: 2}\n", "output_dim"),
+    ("layers:\n  - {type: Conv2D, filters: 2, nb_row: 3, nb_col: 3}\n  - {type: Flatten}\n",
+     "nb_row"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("layers", "key"), KERAS1_LOCATED)
+def test_keras_1_messages_point_at_the_key(layers: str, key: str) -> None:
+    from specnet.errors import SpecValidationError
+
+    text = "name: t\ninput_shape: [8, 8, 1]\n" + layers
+    with pytest.raises(SpecValidationError) as info:
+        loads_spec(text, "k.yaml")
+    (issue,) = info.value.issues
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if f"{key}:" in row)
+    assert (issue.line, issue.column) == (line, text.splitlines()[line - 1].index(key) + 1)
+
+
+def test_a_parenthesised_pair_in_a_flow_mapping_is_one_message() -> None:
+    """`{type: MaxPool, pool_size: (2, 2)}` is read as `pool_size: "(2"` and a key `2)`: one
+    message about the pair, not a second about an unknown field `2)`."""
+    from specnet.errors import SpecValidationError
+
+    for layer in ("{type: MaxPool, pool_size: (2, 2)}", "{type: MaxPool, pool_size: ( 2 , 2 )}"):
+        text = f"name: t\ninput_shape: [8, 8, 1]\nlayers:\n  - {layer}\n  - {{type: Flatten}}\n"
+        with pytest.raises(SpecValidationError) as info:
+            loads_spec(text)
+        (issue,) = info.value.issues
+        assert issue.field == "layers[0].pool_size"
+        assert issue.hint.startswith("write the pair in square brackets")
+    # a key that merely looks like the pair's tail, beside no parenthesis, is still reported
+    with pytest.raises(SpecValidationError) as info:
+        spec_from_dict({**_BASE, "layers": [{"type": "MaxPool", "2)": None}, {"type": "Flatten"}]})
+    assert [issue.field for issue in info.value.issues] == ["layers[0].2)"]
+
+
+def test_unnamed_layers_avoid_the_names_given_later() -> None:
+    spec = spec_from_dict(
+        {**_BASE, "layers": [{"type": "Flatten"}, {"type": "Flatten", "name": "flatten"},
+                             {"type": "Dense", "units": 2}]}
+    )  # fmt: skip
+    assert [layer.name for layer in spec.layers] == ["flatten_1", "flatten", "dense"]
+
+
+def test_files_that_cannot_be_read_are_named(tmp_path: Path) -> None:
+    from specnet.errors import UsageError
+
+    (tmp_path / "file.yaml").write_text("name: t\n")
+    cases = [
+        (tmp_path / "missing.yaml", "no such file"),
+        (tmp_path, "is a directory, not a spec file"),
+        (tmp_path / "file.yaml" / "x.yaml", "cannot read (Not a directory)"),
+    ]
+    for path, message in cases:
+        with pytest.raises(UsageError) as info:
+            load_spec(path)
+        assert str(info.value) == f"{path}: {message}"
