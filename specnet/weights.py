@@ -182,10 +182,12 @@ def encode_safetensors(tensors: dict[str, Any], metadata: dict[str, str] | None 
         header["__metadata__"] = {key: str(metadata[key]) for key in sorted(metadata)}
     chunks, offset = [], 0
     for name in sorted(tensors):
-        array = np.asarray(tensors[name], order="C")  # (ascontiguousarray makes 0-d 1-d)
+        array = np.asarray(tensors[name])
         if array.dtype.name not in _DTYPES:
             raise TypeError(f"{name}: safetensors has no dtype {array.dtype}")
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        # little-endian whatever the array's byte order; tobytes() writes C order whatever its
+        # layout (and keeps a 0-d array 0-d, which ascontiguousarray would not)
+        data = np.asarray(array, array.dtype.newbyteorder("<")).tobytes()
         header[name] = {
             "dtype": _DTYPES[array.dtype.name],
             "shape": list(array.shape),

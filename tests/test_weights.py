@@ -12,27 +12,33 @@ from specnet import UsageError, infer, loads_spec
 from specnet.spec import INITIALIZERS
 from specnet.weights import check_weights, init_weights
 
-SHAPE = (3, 3, 16, 32)  # a conv kernel: fans include the 3×3 receptive field
+SHAPES = [
+    (3, 3, 16, 32),
+    (512, 100),
+]  # a conv kernel (the 3×3 receptive field is in its fans), a Dense
 
 
-def _ours(initializer: str) -> np.ndarray:
-    spec = (
-        "name: t\ninput_shape: [8, 8, 16]\nlayers:\n"
-        f"  - {{type: Conv2D, filters: 32, kernel_size: 3, kernel_initializer: {initializer}}}\n"
-    )
-    return init_weights(infer(loads_spec(spec)), seed=0)["conv2d.kernel"]
+def _ours(initializer: str, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) == 4:
+        layer = f"{{type: Conv2D, filters: 32, kernel_size: 3, kernel_initializer: {initializer}}}"
+        spec = f"name: t\ninput_shape: [8, 8, 16]\nlayers:\n  - {layer}\n"
+        return init_weights(infer(loads_spec(spec)), seed=0)["conv2d.kernel"]
+    layer = f"{{type: Dense, units: 100, kernel_initializer: {initializer}}}"
+    spec = f"name: t\ninput_shape: [8, 8, 8]\nlayers:\n  - {{type: Flatten}}\n  - {layer}\n"
+    return init_weights(infer(loads_spec(spec)), seed=0)["dense.kernel"]
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=["conv", "dense"])
 @pytest.mark.parametrize("initializer", INITIALIZERS)
-def test_initializers_match_keras(initializer: str) -> None:
+def test_initializers_match_keras(initializer: str, shape: tuple[int, ...]) -> None:
     import keras
 
     config = {} if initializer in ("zeros", "ones") else {"seed": 1}
     theirs = np.asarray(
-        keras.initializers.get({"class_name": initializer, "config": config})(SHAPE)
+        keras.initializers.get({"class_name": initializer, "config": config})(shape)
     )
-    ours = _ours(initializer)
-    assert ours.shape == theirs.shape == SHAPE
+    ours = _ours(initializer, shape)
+    assert ours.shape == theirs.shape == shape
     assert ours.dtype == np.float32
     if initializer in ("zeros", "ones"):
         assert np.array_equal(ours, theirs)
@@ -70,6 +76,52 @@ def test_check_weights_names_what_is_wrong() -> None:
         check_weights(plan, {**weights, "dense.kernel": np.zeros((3, 2), np.float32)})
     with pytest.raises(UsageError, match=r"unexpected conv.kernel"):
         check_weights(plan, {**weights, "conv.kernel": np.zeros(1, np.float32)})
+    everything = {"dense.kernel": np.zeros((3, 2)), "a.kernel": np.zeros(1), "b.bias": np.zeros(1)}
+    with pytest.raises(UsageError) as info:
+        check_weights(plan, everything)
+    assert str(info.value) == (
+        "weights do not fit spec 't': missing dense.bias; unexpected a.kernel, b.bias; "
+        "dense.kernel is (3, 2), expected (16, 2) (were they saved from another spec?)"
+    )
+    two = infer(loads_spec("name: u\ninput_shape: [2, 2, 1]\nlayers:\n  - {type: Conv2D, "
+                           "filters: 1, kernel_size: 1}\n  - {type: Flatten}\n"))  # fmt: skip
+    with pytest.raises(UsageError, match=r"missing conv2d.kernel, conv2d.bias \(were"):
+        check_weights(two, {}, "w.safetensors")
+    # what comes back is float32 and C-ordered, whatever came in
+    given = {"dense.kernel": np.asfortranarray(np.ones((16, 2))), "dense.bias": np.ones(2, ">f8")}
+    for key, value in check_weights(plan, given).items():
+        assert value.dtype == np.float32, key
+        assert value.flags.c_contiguous, key
+        assert np.array_equal(value, given[key])
+
+
+def test_weights_files_are_named_in_every_refusal(tmp_path: Path) -> None:
+    from specnet.weights import load_weights, save_weights
+
+    plan = infer(loads_spec("name: t\ninput_shape: [4, 4, 1]\nlayers:\n  - {type: Flatten}\n"
+                            "  - {type: Dense, units: 2}\n"))  # fmt: skip
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(UsageError) as info:
+        load_weights(missing, plan)
+    assert str(info.value) == f"{missing}: no such weights file"
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+    with pytest.raises(UsageError) as info:
+        load_weights(junk, plan)
+    assert str(info.value).startswith(f"{junk}: not a safetensors weights file (")
+    other = tmp_path / "other.safetensors"
+    save_weights(other, {"x.kernel": np.zeros(1, np.float32)}, overwrite=False)
+    assert set(load_weights(other)) == {"x.kernel"}  # no plan: read as it is
+    with pytest.raises(UsageError, match=f"^{other}: do not fit spec 't'|^{other} do not fit"):
+        load_weights(other, plan)
+    # save_weights: refuses to replace unless asked, and keeps the metadata it is given
+    with pytest.raises(UsageError):
+        save_weights(other, init_weights(plan), overwrite=False)
+    save_weights(other, init_weights(plan), overwrite=True, metadata={"class_names": '["a"]'})
+    assert set(load_weights(other, plan)) == {"dense.kernel", "dense.bias"}
+    from specnet.weights import read_metadata
+
+    assert read_metadata(other) == {"class_names": '["a"]'}
 
 
 def test_safetensors_bytes_depend_on_content_only(tmp_path: Path) -> None:
@@ -121,8 +173,21 @@ def test_recorded_class_orders_are_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"trained for classes \['red', 'blue'\], but the spec "
                        r"names \['blue', 'red'\]; the same classes in another order"):  # fmt: skip
         check_classes(path, ["blue", "red"])
-    with pytest.raises(UsageError, match="were they trained for another spec"):
+    with pytest.raises(UsageError) as info:
+        check_classes(path, ["blue", "red"])
+    assert str(info.value).endswith(
+        "; the same classes in another order would swap predictions: write class_names in the "
+        "weights' order"
+    )
+    with pytest.raises(UsageError) as info:
         check_classes(path, ["cat", "dog"])
+    assert str(info.value) == (
+        f"{path}: these weights were trained for classes ['red', 'blue'], but the spec names "
+        "['cat', 'dog']; were they trained for another spec?"
+    )
+    listed = tmp_path / "listed.safetensors"
+    listed.write_bytes(b"\x03\x00\x00\x00\x00\x00\x00\x00[1]")  # a header that is no mapping
+    assert read_metadata(listed) == {}
     bare = tmp_path / "bare.safetensors"
     bare.write_bytes(encode_safetensors({"a": np.zeros(2, np.float32)}))
     assert read_metadata(bare) == {}
@@ -136,3 +201,24 @@ def test_recorded_class_orders_are_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "short").write_bytes(b"\x01")
     assert read_metadata(tmp_path / "short") == {}
     assert read_metadata(tmp_path / "missing") == {}
+
+
+def test_safetensors_bytes_are_the_librarys_own(tmp_path: Path) -> None:
+    """For one metadata key (the library writes several in hash order), the bytes are exactly
+    those ``safetensors.numpy.save`` writes: non-ASCII names in UTF-8, the header padded the
+    same way, the data little-endian and C-ordered whatever the array's layout."""
+    from safetensors.numpy import save
+
+    from specnet.weights import encode_safetensors
+
+    tensors = {
+        "dense.kernel": np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),
+        "café.bias": np.arange(3, dtype=">f4"),
+        "steps": np.array(7, np.float32),  # one dtype: the library orders by dtype, then name
+    }
+    metadata = {"class_names": '["café", "thé"]'}
+    native = {k: v.astype(v.dtype.newbyteorder("="), order="C") for k, v in tensors.items()}
+    assert encode_safetensors(tensors, metadata) == save(native, metadata=metadata)
+    with pytest.raises(TypeError) as info:
+        encode_safetensors({"z": np.zeros(2, np.complex64)})
+    assert str(info.value) == "z: safetensors has no dtype complex64"
