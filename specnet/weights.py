@@ -105,10 +105,8 @@ def draw(initializer: str, rng: np.random.Generator, shape: tuple[int, ...]) -> 
         return rng.uniform(-limit, limit, size=shape)
     std = math.sqrt(variance) / _TRUNCATED_STD
     values = rng.standard_normal(size=shape)
-    bad = abs(values) > 2
-    while bad.any():  # resample outside ±2σ: a truncated normal, as Keras draws it
+    while (bad := abs(values) > 2).any():  # resample outside ±2σ: truncated, as Keras draws it
         values[bad] = rng.standard_normal(size=int(bad.sum()))
-        bad = abs(values) > 2
     return values * std
 
 

@@ -49,6 +49,19 @@ def test_initializers_match_keras(initializer: str, shape: tuple[int, ...]) -> N
     assert abs(ours.mean()) < 0.1 * ours.std()
 
 
+def test_a_fan_below_one_counts_as_one() -> None:
+    """Keras divides the scale by max(1, fan): a 1×1 Dense's glorot_uniform limit is √3 (fan 1),
+    and its he_normal draws spread with σ = √2 / 0.8796 and stop at 2σ."""
+    from specnet.weights import draw
+
+    uniform = [draw("glorot_uniform", np.random.default_rng(i), (1, 1))[0, 0] for i in range(300)]
+    assert 1.6 < max(np.abs(uniform)) <= math.sqrt(3)
+    normal = draw("he_normal", np.random.default_rng(0), (1, 100_000))  # fan_in 1
+    sigma = math.sqrt(2) / 0.87962566103423978
+    assert math.isclose(np.abs(normal).max(), 2 * sigma, rel_tol=1e-3)
+    assert not (np.abs(normal) > 2 * sigma).any()
+
+
 def test_draws_depend_on_seed_and_key_only() -> None:
     base = "name: t\ninput_shape: [8, 8, 1]\nlayers:\n  - {type: Flatten}\n"
     one = infer(loads_spec(base + "  - {type: Dense, units: 4, name: head}\n"))
@@ -60,6 +73,7 @@ def test_draws_depend_on_seed_and_key_only() -> None:
         init_weights(one, 5)["head.kernel"], init_weights(one, 6)["head.kernel"]
     )
     assert np.array_equal(init_weights(one, 5)["head.kernel"], init_weights(one, 5)["head.kernel"])
+    assert np.array_equal(init_weights(one)["head.kernel"], init_weights(one, 0)["head.kernel"])
 
 
 def test_check_weights_names_what_is_wrong() -> None:
