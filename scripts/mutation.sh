@@ -25,16 +25,21 @@ declare -A TESTS=(
     tests/test_trust.py::test_which_shapes_look_channels_first
     tests/test_trust.py::test_class_names_of_a_network tests/test_cli.py"
   [specnet/weights.py]="tests/test_weights.py tests/test_backends.py::test_round_trip_is_bit_identical
+    tests/test_generated_source.py::test_native_files_say_they_are_pytorch_and_belong_to_one_network
     tests/test_backends.py::test_safetensors_file_is_read_identically_by_the_library_and_numpy
     tests/test_planted.py::test_safetensors_headers_are_padded_to_8_bytes_whatever_their_length
     tests/test_planted.py::test_bias_initializers_draw_as_keras_does
     tests/test_planted.py::test_initial_draws_follow_the_layer_name_not_its_position"
-  [specnet/backends/keras.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py"
-  [specnet/backends/torch.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py tests/test_planted.py"
-  [specnet/backends/onnx.py]="tests/test_onnx.py tests/test_planted.py"
+  [specnet/backends/keras.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py
+    tests/test_generated_source.py tests/test_trust.py::test_emitted_sources_compile_and_expose_logits"
+  [specnet/backends/torch.py]="tests/test_backends.py tests/test_layout_traps.py tests/test_build.py
+    tests/test_planted.py tests/test_generated_source.py
+    tests/test_trust.py::test_emitted_sources_compile_and_expose_logits"
+  [specnet/backends/onnx.py]="tests/test_onnx.py tests/test_planted.py tests/test_backends.py"
   [specnet/backends/torch_train.py]="tests/test_training_parity.py tests/test_planted.py"
   [specnet/backends/keras_train.py]="tests/test_training_parity.py tests/test_planted.py"
-  [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py"
+  [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
+    tests/test_backends.py tests/test_generated_source.py"
   [specnet/train.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py"
   [specnet/evaluate.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py tests/test_trust.py"
 )
@@ -69,9 +74,9 @@ timeout_constant = 30.0
 process_isolation = "forkserver"
 forkserver_warmup = "collect"
 TOML
-    case $module in
-        specnet/backends/*|specnet/train.py|specnet/evaluate.py) preload=torch,tensorflow,keras ;;
-        *) preload= ;;
+    case $module in  # the framework-free modules run framework-free tests only
+        specnet/spec.py|specnet/shapes.py) preload= ;;
+        *) preload=torch,tensorflow,keras ;;
     esac
     echo "mutating $module with $selected (progress: $WORK/run.log)" >&2
     if ! (cd "$WORK" && SPECNET_PRELOAD=$preload "$ROOT/.venv/bin/mutmut" run > run.log 2>&1); then
