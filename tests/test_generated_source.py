@@ -437,3 +437,32 @@ def test_the_keras_source_leaves_out_exactly_keras_defaults(which: str) -> None:
             assert value != default, (ast.unparse(call), key)
         if call.func.attr == "MaxPooling2D":  # strides default to the pool size
             assert written.get("strides") != written["pool_size"]
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous", "vector"])
+def test_the_fast_flatten_hands_back_the_gradient_in_its_input_layout(layout: str) -> None:
+    """FastFlatten is nn.Flatten (same values, same gradient) whose gradient comes back in the
+    memory layout of its input: channels-last for a channels-last image, plain otherwise."""
+    import torch
+
+    from specnet.backends._torch_modules import FastFlatten
+
+    shape = (2, 3) if layout == "vector" else (2, 3, 4, 5)
+    x = torch.randn(*shape)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    seen: list[torch.Tensor] = []
+    x.register_hook(lambda grad: seen.append(grad))
+    weights = torch.randn(int(np.prod(shape[1:])))
+    (FastFlatten()(x) @ weights).sum().backward()
+    reference = x.detach().clone().requires_grad_(True)
+    (torch.nn.Flatten()(reference) @ weights).sum().backward()
+    assert torch.equal(FastFlatten()(x), torch.flatten(x, 1))
+    (grad,) = seen
+    assert torch.equal(grad, reference.grad)  # type: ignore[arg-type]
+    if layout == "channels_last":
+        assert grad.is_contiguous(memory_format=torch.channels_last)
+        assert not grad.is_contiguous()
+    else:
+        assert grad.is_contiguous()

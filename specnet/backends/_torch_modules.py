@@ -59,7 +59,7 @@ class FastFlatten(torch.nn.Module):
     """``nn.Flatten()`` (start_dim 1, (c, h, w) order) that keeps the backward channels-last."""
 
     def forward(self, x: Any) -> Any:
-        return _FlattenChannelsLast.apply(x) if x.dim() == 4 else x.flatten(1)  # type: ignore[no-untyped-call]
+        return _FlattenChannelsLast.apply(x)  # type: ignore[no-untyped-call]
 
 
 class FlattenHWC(torch.nn.Module):
