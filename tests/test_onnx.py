@@ -215,3 +215,69 @@ def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\x01")
     with pytest.raises(UsageError, match="not a readable ONNX file"):
         read_onnx(tmp_path / "junk.onnx")
+
+
+def test_every_node_of_the_direct_graph_is_named_after_its_layer() -> None:
+    """Netron and ONNX Runtime's profiles show node names: each is unique and starts with the
+    spec layer it computes (the layout transposes excepted), GELU's five nodes included."""
+    plan = infer(load_spec(ACTIVATIONS))
+    model = build_graph(plan, init_weights(plan), "nhwc", 18)
+    names = [node.name for node in model.graph.node]
+    assert len(set(names)) == len(names)
+    layers = {step.name for step in plan.layers}
+    for node in model.graph.node:
+        if node.name != "to_nchw":
+            assert node.name.split("/")[0] in layers, node.name
+    gelu = [n.name for n in model.graph.node if "/gelu_" in n.name]
+    assert [name.split("/")[1] for name in gelu] == [
+        "gelu_div", "gelu_erf", "gelu_add", "gelu_mul", "gelu_half"
+    ]  # fmt: skip
+
+
+def test_the_direct_backend_reloads_layout_and_opset_and_replaces_its_file(tmp_path: Path) -> None:
+    plan = infer(load_spec(SEED))
+    backend = get_backend("onnx")
+    model = backend.build(plan, layout="nchw", opset=17)
+    backend.set_weights(model, plan, init_weights(plan, seed=2))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"an older build")
+    backend.save_native(model, path)  # a rebuild replaces the file
+    again = backend.load_native(path, plan)
+    assert (again.layout, again.opset) == ("nchw", 17)
+    x = batch(plan.input_shape)
+    assert_agree(backend.predict(again, x), backend.predict(model, x), "reloaded nchw graph")
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # a file without specnet's metadata is read as NHWC
+    path.write_bytes(proto.SerializeToString())
+    assert backend.load_native(path, plan).layout == "nhwc"
+
+
+def test_external_data_is_checked_for_every_tensor(tmp_path: Path) -> None:
+    from specnet import UsageError
+    from specnet.backends.onnx import read_onnx
+
+    plan = infer(load_spec(SEED))
+    model = build_graph(plan, init_weights(plan), "nhwc")
+    unnamed = model.graph.initializer[0]  # external, but no location: left to the loader
+    unnamed.ClearField("raw_data")
+    unnamed.data_location = onnx.TensorProto.EXTERNAL
+    hostile = model.graph.initializer[2]  # after one stored inline
+    hostile.ClearField("raw_data")
+    hostile.data_location = onnx.TensorProto.EXTERNAL
+    entry = hostile.external_data.add()
+    entry.key, entry.value = "location", "/etc/passwd"
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UsageError) as info:
+        read_onnx(path)
+    assert str(info.value) == (
+        f"{path}: tensor {hostile.name!r} points outside the model's folder ('/etc/passwd'); "
+        "refusing to read it"
+    )
+    del model.graph.initializer[2]
+    path.write_bytes(model.SerializeToString())
+    assert read_onnx(path).graph.initializer[0].name == unnamed.name
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\x01")
+    with pytest.raises(UsageError) as info:
+        read_onnx(tmp_path / "junk.onnx")
+    assert str(info.value) == f"{tmp_path / 'junk.onnx'}: not a readable ONNX file (DecodeError)"
