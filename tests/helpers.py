@@ -39,3 +39,16 @@ def wait_for_epochs(run: Path, epochs: int, process: subprocess.Popen[bytes]) ->
 def batch(shape: tuple[int, ...], n: int = 6, seed: int = 0) -> np.ndarray:
     """A float32 NHWC batch in [0, 1): what images look like after scaling."""
     return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
+
+
+def busy_weights(plan: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded initial weights with every bias drawn too (N(0, 0.1)): the zero biases Keras
+    initialises with make a backend that drops or misplaces a bias compute the same numbers."""
+    from specnet.weights import init_weights
+
+    weights = init_weights(plan, seed=seed)
+    rng = np.random.default_rng(seed + 1000)
+    for key in sorted(weights):
+        if key.endswith(".bias"):
+            weights[key] = rng.normal(0, 0.1, weights[key].shape).astype(np.float32)
+    return weights

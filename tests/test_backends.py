@@ -16,7 +16,7 @@ from specnet.shapes import RULES, ends_in_softmax, logits_plan
 from specnet.spec import LAYER_KINDS
 from specnet.weights import init_weights, load_weights, save_weights
 from tests.conftest import SPECS
-from tests.helpers import assert_agree, batch
+from tests.helpers import assert_agree, batch, busy_weights
 
 KERAS, TORCH = get_backend("keras"), get_backend("torch")
 
@@ -33,7 +33,7 @@ def test_every_table_covers_every_layer_kind() -> None:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_inference_parity(path: Path) -> None:
     plan = infer(load_spec(path))
-    weights = init_weights(plan, seed=7)
+    weights = busy_weights(plan, seed=7)
     x = batch(plan.input_shape)
     for variant in (logits_plan(plan), plan):  # pre-softmax outputs first, then the full model
         outputs = {}
@@ -132,7 +132,7 @@ def test_a_flattened_output_is_in_keras_order_on_every_runtime(tail: list[dict[s
 
     layers = [{"type": "Conv2D", "filters": 3, "kernel_size": 2}, {"type": "Flatten"}, *tail]
     plan = infer(spec_from_dict({"name": "t", "input_shape": [5, 4, 2], "layers": layers}))
-    weights = init_weights(plan, seed=1)
+    weights = busy_weights(plan, seed=1)
     x = batch(plan.input_shape, n=3)
     # the reference: the conv in NumPy, flattened row by row as numpy.reshape does
     kernel, bias = weights["conv2d.kernel"], weights["conv2d.bias"]
@@ -149,3 +149,9 @@ def test_a_flattened_output_is_in_keras_order_on_every_runtime(tail: list[dict[s
         model = backend.build(plan)
         backend.set_weights(model, plan, weights)
         assert_agree(backend.predict(model, x), want, backend.name, atol=1e-5)
+    # ONNX: one Transpose back to (h, w, c) before the image's Flatten; a vector's Flatten (the
+    # identity) is no node at all
+    ops = [node.op_type for node in model.proto().graph.node]
+    back = ["Transpose"] if tail[:1] != [{"type": "Dense", "units": 3}] else []
+    assert ops[: 3 + len(back)] == ["Transpose", "Conv", *back, "Flatten"]
+    assert ops.count("Flatten") == 1

@@ -24,7 +24,7 @@ from specnet.shapes import logits_plan
 from specnet.spec import LAYER_KINDS
 from specnet.weights import init_weights
 from tests.conftest import ROOT, SPECS
-from tests.helpers import assert_agree, batch
+from tests.helpers import assert_agree, batch, busy_weights
 
 SEED = ROOT / "specs" / "seed_cnn.yaml"
 ACTIVATIONS = ROOT / "specs" / "activations.yaml"
@@ -69,7 +69,7 @@ def test_the_onnx_table_covers_every_layer_kind() -> None:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_direct_graph(path: Path) -> None:
     plan = logits_plan(infer(load_spec(path)))
-    weights = init_weights(plan, seed=5)
+    weights = busy_weights(plan, seed=5)
     x = batch(plan.input_shape)
     native = _native(plan, weights, x)
     for layout in ("nhwc", "nchw"):
@@ -98,7 +98,7 @@ def test_direct_graph(path: Path) -> None:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_export_paths(path: Path, via: str) -> None:
     plan = logits_plan(infer(load_spec(path)))
-    weights = init_weights(plan, seed=6)
+    weights = busy_weights(plan, seed=6)
     if via == "keras" and path == ACTIVATIONS:
         with pytest.raises(RuntimeFailure, match="cannot convert TensorFlow op"):
             _keras_onnx(plan, weights, 18)
@@ -244,6 +244,7 @@ def test_the_direct_backend_reloads_layout_and_opset_and_replaces_its_file(tmp_p
     backend.save_native(model, path)  # a rebuild replaces the file
     again = backend.load_native(path, plan)
     assert (again.layout, again.opset) == ("nchw", 17)
+    assert again.proto().opset_import[0].version == 17
     x = batch(plan.input_shape)
     assert_agree(backend.predict(again, x), backend.predict(model, x), "reloaded nchw graph")
     proto = onnx.load(str(path))
@@ -281,3 +282,50 @@ def test_external_data_is_checked_for_every_tensor(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         read_onnx(tmp_path / "junk.onnx")
     assert str(info.value) == f"{tmp_path / 'junk.onnx'}: not a readable ONNX file (DecodeError)"
+
+
+@pytest.mark.parametrize("opset", [18, 19, 20])
+def test_gelu_is_spelled_out_below_opset_20_and_native_from_it(opset: int) -> None:
+    """ONNX has Gelu from opset 20; below it the exact GELU is x · (1 + erf(x / √2)) / 2."""
+    from specnet.spec import spec_from_dict
+
+    layers = [
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 5, "activation": "gelu"},
+        {"type": "Activation", "activation": "gelu"},
+    ]
+    plan = infer(spec_from_dict({"name": "t", "input_shape": [2, 2, 3], "layers": layers}))
+    weights = busy_weights(plan, seed=3)
+    model = build_graph(plan, weights, "nhwc", opset)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Gelu") == (2 if opset >= 20 else 0)
+    assert ops.count("Erf") == (0 if opset >= 20 else 2)
+    x = batch(plan.input_shape)
+    assert_agree(_ort(model, x, "nhwc"), _native(plan, weights, x)["keras"], f"gelu at {opset}")
+
+
+def test_the_direct_backend_keeps_its_options_and_says_what_it_cannot_do() -> None:
+    from specnet import UsageError
+
+    plan = infer(load_spec(SEED))
+    weights = init_weights(plan)
+    backend = get_backend("onnx")
+    model = backend.build(plan, opset=17)
+    backend.set_weights(model, plan, weights)
+    assert model.proto().opset_import[0].version == 17
+    dims = build_graph(plan, weights).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 32, 32, 3]  # NHWC by default
+    refusals = [
+        (lambda: build_graph(plan, weights, "NHWC"), "layout must be nhwc or nchw, not 'NHWC'"),
+        (lambda: build_graph(plan, weights, "nhwc", 12),
+         "opset 12 is too old: specnet needs 13 or newer (axis-wise Softmax)"),
+        (lambda: backend.trainer(plan, load_spec(SEED).train, weights),
+         "the direct ONNX backend cannot train; train with keras or torch"),
+        (lambda: backend.emit_source(plan),
+         "the direct ONNX backend has no source form; `specnet export --onnx --via direct` "
+         "writes its graph"),
+    ]  # fmt: skip
+    for call, message in refusals:
+        with pytest.raises(UsageError) as info:
+            call()
+        assert str(info.value) == message
