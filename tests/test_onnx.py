@@ -329,3 +329,26 @@ def test_the_direct_backend_keeps_its_options_and_says_what_it_cannot_do() -> No
         with pytest.raises(UsageError) as info:
             call()
         assert str(info.value) == message
+
+
+def test_image_outputs_and_empty_graphs_keep_the_contract() -> None:
+    """An image output goes back to NHWC through a Transpose named `to_nhwc` (the input's is
+    `to_nchw`); a network that is the identity at inference (a lone Dropout) is still a graph
+    from `input` to `output`, in either layout."""
+    from specnet.spec import spec_from_dict
+
+    x = batch((4, 5, 2))
+    conv = [{"type": "Conv2D", "filters": 3, "kernel_size": 3}]
+    cases = [
+        (conv, ["to_nchw", "conv2d/Conv", "to_nhwc"], ["conv2d/Conv"]),
+        ([{"type": "Dropout", "rate": 0.5}], ["to_nchw", "to_nhwc"], ["output"]),
+    ]
+    for layers, nhwc, nchw in cases:
+        plan = infer(spec_from_dict({"name": "t", "input_shape": [4, 5, 2], "layers": layers}))
+        weights = busy_weights(plan)
+        want = _native(plan, weights, x)["keras"]
+        for layout, names in (("nhwc", nhwc), ("nchw", nchw)):
+            model = build_graph(plan, weights, layout)
+            _check_contract(model, plan, layout, "direct")
+            assert [node.name for node in model.graph.node] == names
+            assert_agree(_ort(model, x, layout), want, f"{names} {layout}")
