@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+import specnet
 from specnet import RuntimeFailure, infer, load_spec
 from specnet.backends import get_backend
 from specnet.backends import onnx as onnx_backend
@@ -56,6 +57,9 @@ def _check_contract(model: Any, plan: Any, layout: str, via: str) -> None:
     h, w, c = plan.input_shape
     assert dims == (["batch", h, w, c] if layout == "nhwc" else ["batch", c, h, w])
     assert model.opset_import[0].version >= 13
+    if via == "direct":  # (the converters' graphs hold int64 shape constants too)
+        assert (model.producer_name, model.producer_version) == ("specnet", specnet.__version__)
+        assert all(t.data_type == onnx.TensorProto.FLOAT for t in model.graph.initializer)
     meta = {p.key: p.value for p in model.metadata_props}
     assert (meta["spec"], meta["layout"], meta["via"]) == (plan.name, layout, via)
     assert "specnet_version" in meta
@@ -313,6 +317,8 @@ def test_the_direct_backend_keeps_its_options_and_says_what_it_cannot_do() -> No
     model = backend.build(plan, opset=17)
     backend.set_weights(model, plan, weights)
     assert model.proto().opset_import[0].version == 17
+    # the IR version of the first ONNX release with opset 17 (1.12: IR 8), not the newest
+    assert model.proto().ir_version == 8
     dims = build_graph(plan, weights).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 32, 32, 3]  # NHWC by default
     refusals = [

@@ -229,7 +229,8 @@ def build_graph(
         else ["batch", final[2], final[0], final[1]]
     )
     initializers = [
-        numpy_helper.from_array(np.asarray(v, np.float32), name=k) for k, v in converted.items()
+        numpy_helper.from_array(v, name=k)
+        for k, v in converted.items()  # float32 already
     ]
     initializers += [
         numpy_helper.from_array(np.asarray(v, np.float32), name=k)
