@@ -166,7 +166,7 @@ def ort_session(model: Any) -> Any:
 def run_session(session: Any, x: Any, layout: str) -> Any:
     """Feed an NHWC batch to a session whose ``input`` is in ``layout``; the output comes back
     in the Plan's layout (NHWC for image outputs)."""
-    out = session.run(["output"], {"input": x if layout == "nhwc" else x.transpose(0, 3, 1, 2)})[0]
+    out = session.run(None, {"input": x if layout == "nhwc" else x.transpose(0, 3, 1, 2)})[0]
     return out.transpose(0, 2, 3, 1) if out.ndim == 4 and layout == "nchw" else out
 
 
