@@ -466,3 +466,29 @@ def test_the_fast_flatten_hands_back_the_gradient_in_its_input_layout(layout: st
         assert not grad.is_contiguous()
     else:
         assert grad.is_contiguous()
+
+
+def test_tensorflow_start_up_chatter_is_filtered_and_the_rest_passed_on(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """TensorFlow's C++ start-up prints info lines to fd 2 before its logging is configured;
+    specnet drops those two kinds and passes every other line on. TensorFlow is imported once per
+    process, so its first import is played here by a stand-in writing what TF writes."""
+    import os
+    import sys
+
+    from specnet.backends import keras as keras_backend
+
+    def fake_tensorflow(name: str) -> None:
+        assert name == "tensorflow"
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+                    b"written to STDERR\nI0000 00:00:1733 cpu_feature_guard.cc:210] hi\n"
+                    b"E external/xla: a real problem\n\n")  # fmt: skip
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(keras_backend, "require", fake_tensorflow)
+    keras_backend._import_tensorflow()
+    captured = capfd.readouterr()
+    assert captured.err == "E external/xla: a real problem\n"
+    os.write(2, b"after\n")  # fd 2 is the terminal's again
+    assert capfd.readouterr().err == "after\n"
