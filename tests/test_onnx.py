@@ -360,3 +360,34 @@ def test_image_outputs_and_empty_graphs_keep_the_contract() -> None:
             _check_contract(model, plan, layout, "direct")
             assert [node.name for node in model.graph.node] == names
             assert_agree(_ort(model, x, layout), want, f"{names} {layout}")
+
+
+CHANNEL_ORDERS = [(1, "grey"), (3, "RGB"), (4, "RGBA"), (2, "2 channels")]
+
+
+@pytest.mark.parametrize(("channels", "order"), CHANNEL_ORDERS)
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_every_file_says_how_to_prepare_an_image(channels: int, order: str, layout: str) -> None:
+    import json
+
+    from specnet.spec import spec_from_dict
+
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 2}]
+    spec = {"name": "p", "input_shape": [6, 5, channels], "layers": layers}
+    plan = infer(spec_from_dict({**spec, "class_names": ["a", "b"]}))
+    meta = {p.key: p.value for p in build_graph(plan, init_weights(plan), layout).metadata_props}
+    dims = f"[batch, 6, 5, {channels}]" if layout == "nhwc" else f"[batch, {channels}, 6, 5]"
+    assert json.loads(meta["preprocessing"]) == {
+        "channels": order,
+        "resize": "bilinear to 6x5 (height x width), Pillow's Image.resize",
+        "scale": "pixel / 255 (8-bit), / 65535 (16-bit): float32 in [0, 1]",
+        "mean": 0.0,
+        "std": 1.0,
+        "input": f"float32 {dims} ({layout.upper()})",
+    }
+    assert json.loads(meta["class_names"]) == ["a", "b"]
+    assert (meta["spec"], meta["layout"], meta["via"]) == ("p", layout, "direct")
+    assert meta["specnet_version"] == specnet.__version__
+    unnamed = infer(spec_from_dict(spec))
+    meta = {p.key: p.value for p in build_graph(unnamed, init_weights(unnamed)).metadata_props}
+    assert json.loads(meta["class_names"]) == []
