@@ -360,6 +360,10 @@ def test_image_outputs_and_empty_graphs_keep_the_contract() -> None:
             _check_contract(model, plan, layout, "direct")
             assert [node.name for node in model.graph.node] == names
             assert_agree(_ort(model, x, layout), want, f"{names} {layout}")
+            backend = get_backend("onnx")  # its predict takes and gives NHWC in either layout
+            native = backend.build(plan, layout=layout)
+            backend.set_weights(native, plan, weights)
+            assert_agree(backend.predict(native, x), want, f"{names} {layout} predict")
 
 
 CHANNEL_ORDERS = [(1, "grey"), (3, "RGB"), (4, "RGBA"), (2, "2 channels")]
@@ -388,6 +392,10 @@ def test_every_file_says_how_to_prepare_an_image(channels: int, order: str, layo
     assert json.loads(meta["class_names"]) == ["a", "b"]
     assert (meta["spec"], meta["layout"], meta["via"]) == ("p", layout, "direct")
     assert meta["specnet_version"] == specnet.__version__
+    model = build_graph(plan, init_weights(plan), layout)
+    onnx_backend.stamp(model, plan, layout, "keras", class_names=["x", "y"])  # given: they win
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert (json.loads(meta["class_names"]), meta["via"]) == (["x", "y"], "keras")
     unnamed = infer(spec_from_dict(spec))
     meta = {p.key: p.value for p in build_graph(unnamed, init_weights(unnamed)).metadata_props}
     assert json.loads(meta["class_names"]) == []
