@@ -304,6 +304,8 @@ def test_gelu_is_spelled_out_below_opset_20_and_native_from_it(opset: int) -> No
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("Gelu") == (2 if opset >= 20 else 0)
     assert ops.count("Erf") == (0 if opset >= 20 else 2)
+    constants = {t.name for t in model.graph.initializer if t.name.startswith("gelu/")}
+    assert constants == (set() if opset >= 20 else {"gelu/sqrt2", "gelu/one", "gelu/half"})
     x = batch(plan.input_shape)
     assert_agree(_ort(model, x, "nhwc"), _native(plan, weights, x)["keras"], f"gelu at {opset}")
 
