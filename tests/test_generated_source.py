@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import math
 import re
 import struct
 from pathlib import Path
@@ -492,3 +493,98 @@ def test_tensorflow_start_up_chatter_is_filtered_and_the_rest_passed_on(
     assert captured.err == "E external/xla: a real problem\n"
     os.write(2, b"after\n")  # fd 2 is the terminal's again
     assert capfd.readouterr().err == "after\n"
+
+
+# ----------------------------------------------------------------------------- Keras natives
+
+
+def test_the_keras_model_is_named_after_its_spec_and_its_file_is_compiled(tmp_path: Path) -> None:
+    """`model.keras` from a build is compiled as the spec trains it, so that Keras's own
+    `load_model(path).fit(x, y)` continues training; without a plan it is saved as it is."""
+    import keras
+
+    keras_backend = get_backend("keras")
+    plan = KERAS_PLANS["sgd_sparse"]()
+    model = keras_backend.build(plan)
+    assert model.name == plan.name
+    keras_backend.save_native(model, tmp_path / "model.keras", plan)
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert type(loaded.optimizer).__name__ == "SGD"
+    assert math.isclose(float(loaded.optimizer.learning_rate), 0.05, rel_tol=1e-6)
+    assert type(loaded.loss).__name__ == "SparseCategoricalCrossentropy"
+    assert loaded.loss.get_config()["from_logits"] is True  # the plan ends in logits
+    x = np.random.default_rng(0).random((4, *plan.input_shape), dtype=np.float32)
+    history = loaded.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "accuracy"}  # the spec's metrics
+    plain = keras_backend.build(plan)
+    keras_backend.save_native(plain, tmp_path / "plain.keras")
+    assert getattr(keras.saving.load_model(tmp_path / "plain.keras"), "optimizer", None) is None
+    # load_native reads the network only: no optimizer state, whatever the file holds
+    assert (
+        getattr(keras_backend.load_native(tmp_path / "model.keras", plan), "optimizer", None)
+        is None
+    )
+
+
+def test_keras_natives_are_written_atomically_beside_their_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from specnet._io import TEMP_SUFFIX
+
+    keras_backend = get_backend("keras")
+    plan = PLANS["plain_head"]()
+    model = keras_backend.build(plan)
+    target = tmp_path / "model.keras"
+    replaced: list[tuple[str, str]] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append((a, b)), real_replace(a, b)))
+    old = os.umask(0o027)
+    try:
+        keras_backend.save_native(model, target)
+    finally:
+        os.umask(old)
+    ((temporary, final),) = replaced
+    assert Path(final) == target
+    assert Path(temporary).parent == tmp_path  # same file system: the rename is atomic
+    assert Path(temporary).name.startswith(".model.keras.")
+    assert temporary.endswith(f"{TEMP_SUFFIX}.keras")
+    assert target.stat().st_mode & 0o777 == 0o640  # like open(): 0o666 less the umask
+    blocked = tmp_path / "taken"
+    (blocked / "inside").mkdir(parents=True)  # a folder in the way
+    with pytest.raises(RuntimeFailure) as info:
+        keras_backend.save_native(model, blocked)
+    assert str(info.value).startswith(f"{blocked}: cannot write (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "taken"]  # no temp left
+
+
+def test_a_keras_file_with_code_in_it_is_refused(tmp_path: Path) -> None:
+    """A `.keras` archive can carry a Lambda layer's Python code; load_native reads with Keras's
+    safe mode, which refuses to run it."""
+    import keras
+
+    plan = PLANS["plain_head"]()
+    doubled = keras.layers.Lambda(lambda x: x * 2)
+    hostile = keras.Sequential([keras.Input(shape=plan.input_shape), doubled])
+    hostile.save(tmp_path / "hostile.keras")
+    with pytest.raises(ValueError, match=r"(?i)safe_mode"):
+        get_backend("keras").load_native(tmp_path / "hostile.keras", plan)
+
+
+def test_the_keras_trainer_trains_what_it_was_given() -> None:
+    keras_backend = get_backend("keras")
+    plan = KERAS_PLANS["sgd_sparse"]()
+    spec = plan.spec
+    weights = init_weights(plan, seed=4)
+    trainer = keras_backend.trainer(plan, spec.train, weights, DEFAULT_OPTIONS)
+    assert trainer.backend is keras_backend
+    assert (trainer.plan, trainer.train_config) == (plan, spec.train)
+    got = keras_backend.get_weights(trainer.model, plan)
+    assert all(np.array_equal(got[key], weights[key]) for key in weights)
+    assert type(trainer.optimizer).__name__ == "SGD"
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):  # the options reach the trainer
+        with pytest.raises(RuntimeFailure, match="--device cuda"):
+            keras_backend.trainer(plan, spec.train, weights, TrainOptions(device="cuda"))
