@@ -333,6 +333,9 @@ KERAS_PLANS = {
         [{"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}],
         train={"optimizer": {"type": "rmsprop", "rho": 0.8, "centered": True}},
     ),
+    "features": lambda: _plan(  # ends in a layer that has no activation field
+        [{"type": "Conv2D", "filters": 2, "kernel_size": 3}, {"type": "Flatten"}]
+    ),
 }  # fmt: skip
 
 
@@ -400,6 +403,7 @@ def test_the_keras_source_says_what_keras_builds(
             "binary_crossentropy": "0 or 1",
         }[plan.spec.train.loss]
     )
+    assert model.get_compile_config()["metrics"] == list(plan.spec.train.metrics) == ["accuracy"]
     assert keras.__version__.startswith("3.")
 
 
@@ -588,3 +592,23 @@ def test_the_keras_trainer_trains_what_it_was_given() -> None:
     if not tf.config.list_physical_devices("GPU"):  # the options reach the trainer
         with pytest.raises(RuntimeFailure, match="--device cuda"):
             keras_backend.trainer(plan, spec.train, weights, TrainOptions(device="cuda"))
+
+
+def test_keras_runs_on_tensorflow_quietly_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """specnet picks Keras's TensorFlow backend and TensorFlow's warnings-and-up log level
+    before importing them, unless the user set either."""
+    import os
+
+    from specnet.backends import keras as keras_backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    keras = keras_backend._keras()
+    assert (os.environ["KERAS_BACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("tensorflow", "2")
+    assert keras.backend.backend() == "tensorflow"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow ")
+    keras_backend._keras()
+    assert (os.environ["KERAS_BACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("tensorflow ", "3")
