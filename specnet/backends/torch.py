@@ -331,7 +331,7 @@ class TorchBackend:
             for canonical, key, steps, _ in conversions(plan)
         ]
         h, w, c = plan.input_shape
-        last, last_cls = (modules[-1][0], modules[-1][1]) if modules else ("", "")
+        last, last_cls = modules[-1][:2]  # every spec layer makes a module (at least an Identity)
         squash = {"Softmax": "nn.CrossEntropyLoss", "Sigmoid": "nn.BCEWithLogitsLoss"}
         if last_cls in squash:  # expose the logits: PyTorch's losses take logits
             head = _TORCH_HEAD.format(
