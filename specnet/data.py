@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 # what NumPy raises for a file that is not a whole .npz (truncated, empty, not a zip)
-_BAD_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+#: what reading a damaged .npz raises (a truncated or foreign file is a zip error, not OSError)
+BAD_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 Names = list[str] | None
 
 
@@ -487,7 +488,7 @@ def _labels(y: np.ndarray, n: int, classes: int, what: str) -> Any:
 def _array(archive: Any, key: str, path: Path) -> Any:
     try:
         return archive[key]
-    except _BAD_NPZ as exc:  # (object arrays need pickle, which is never allowed)
+    except BAD_NPZ as exc:  # (object arrays need pickle, which is never allowed)
         raise UsageError(f"{path}: not a readable .npz file: array {key!r}: {exc}") from None
 
 
@@ -516,7 +517,7 @@ def _load_npz(source: NpzData, job: _Job) -> tuple[Any, Any, Names, Any]:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
-    except _BAD_NPZ as exc:
+    except BAD_NPZ as exc:
         raise UsageError(
             f"{path}: not a readable .npz file ({exc or type(exc).__name__})"
         ) from None

@@ -16,6 +16,7 @@ from specnet._frameworks import require
 from specnet.backends import get_backend
 from specnet.build import SPEC_FILE, WEIGHTS_FILE
 from specnet.data import (
+    BAD_NPZ,
     IMAGE_SUFFIXES,
     Dataset,
     image_files,
@@ -192,7 +193,7 @@ def _read_inputs(
                     if "x" not in archive.files:
                         raise UsageError(f"{path}: no array x; found {archive.files}")
                     x = read_npz_images(archive, "x", path, shape, pixel_range)
-            except (OSError, ValueError, EOFError) as exc:
+            except BAD_NPZ as exc:
                 raise UsageError(f"{path}: cannot read array x ({exc})") from None
             batches.append(x)
             names += [f"{path}[{i}]" for i in range(len(x))]

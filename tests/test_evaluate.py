@@ -1,0 +1,151 @@
+"""evaluate and predict on a build: every refusal names what was given, the probabilities are
+the network's own (checked against another runtime), and the text and CSV forms are exact."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specnet import UsageError, infer
+from specnet.backends import get_backend
+from specnet.evaluate import Evaluation, open_run, predict, predictions_csv, predictions_text
+from specnet.spec import spec_from_dict
+from specnet.weights import load_weights
+from tests.conftest import ROOT
+
+
+def _build(cli, tmp_path: Path, spec: dict | Path, name: str = "b") -> Path:  # type: ignore[no-untyped-def, type-arg]
+    if isinstance(spec, dict):
+        import yaml
+
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        spec = path
+    out = tmp_path / name
+    result = cli("build", spec, "--backend", "torch", "-o", out)
+    assert result.code == 0, result.err
+    return out
+
+
+BINARY = {
+    "name": "binary",
+    "input_shape": [4, 4, 1],
+    "class_names": ["no", "yes"],
+    "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1, "activation": "sigmoid"}],
+    "train": {"loss": "binary_crossentropy"},
+}
+
+
+def test_predict_refuses_what_it_cannot_read(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    build = _build(cli, tmp_path, ROOT / "specs" / "seed_cnn.yaml")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    np.savez(tmp_path / "y_only.npz", y=np.zeros(3))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    suffixes = ".bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp"
+    cases = [
+        ([str(tmp_path / "missing.png")], f"{tmp_path / 'missing.png'}: no such file or folder"),
+        ([str(tmp_path / "empty")], f"{tmp_path / 'empty'}: no images ({suffixes})"),
+        ([str(tmp_path / "y_only.npz")], f"{tmp_path / 'y_only.npz'}: no array x; found ['y']"),
+        ([str(tmp_path / "notes.txt")],
+         f"{tmp_path / 'notes.txt'}: expected an image ({suffixes}), a folder of them, or .npz"),
+    ]  # fmt: skip
+    for inputs, message in cases:
+        with pytest.raises(UsageError) as info:
+            predict(build, inputs)
+        assert str(info.value) == message
+    with pytest.raises(UsageError) as info:
+        predict(build, [str(tmp_path / "broken.npz")])
+    assert str(info.value).startswith(f"{tmp_path / 'broken.npz'}: cannot read array x (")
+    with pytest.raises(UsageError) as info:
+        predict(build, [str(tmp_path / "y_only.npz")], top_k=0)
+    assert str(info.value) == "--top-k 0: expected a positive number"
+    with pytest.raises(UsageError) as info:
+        open_run(tmp_path / "empty")
+    assert str(info.value) == (
+        f"{tmp_path / 'empty'}: not a specnet run or build (no specnet.json and weights)"
+    )
+    image = {"name": "image", "input_shape": [4, 4, 1],
+             "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 1}]}  # fmt: skip
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 4, 4, 1), np.uint8))
+    with pytest.raises(UsageError) as info:
+        predict(_build(cli, tmp_path, image, "image"), [str(tmp_path / "x.npz")])
+    assert str(info.value) == "predict needs a classifier (a network that outputs a vector)"
+
+
+@pytest.mark.parametrize("backend", [None, "keras", "torch", "onnx"])
+def test_one_sigmoid_unit_predicts_two_classes(tmp_path: Path, cli, backend: str | None) -> None:  # type: ignore[no-untyped-def]
+    build = _build(cli, tmp_path, BINARY)
+    x = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 1), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", x=x)
+    results = predict(build, [str(tmp_path / "x.npz")], backend=backend)
+    # the reference: the network's own sigmoid output, from PyTorch
+    plan = infer(spec_from_dict(BINARY))
+    torch_backend = get_backend("torch")
+    model = torch_backend.build(plan)
+    torch_backend.set_weights(model, plan, load_weights(build / "weights.safetensors", plan))
+    p_yes = torch_backend.predict(model, (x / 255).astype(np.float32))[:, 0]
+    assert [r["input"] for r in results] == [f"{tmp_path / 'x.npz'}[{i}]" for i in range(5)]
+    for result, p in zip(results, p_yes, strict=True):
+        assert math.isclose(result["probabilities"]["yes"], p, rel_tol=1e-5, abs_tol=1e-6)
+        assert math.isclose(result["probabilities"]["no"], 1 - p, rel_tol=1e-5, abs_tol=1e-6)
+        assert result["class"] == ("yes" if p > 0.5 else "no")
+        assert result["probability"] == max(result["probabilities"].values())
+        assert [name for name, _ in result["top"]] == sorted(
+            ["no", "yes"], key=lambda n: -result["probabilities"][n]
+        )
+    assert all(len(r["top"]) == 1 for r in predict(build, [str(tmp_path / "x.npz")], top_k=1))
+    assert all(len(r["top"]) == 2 for r in predict(build, [str(tmp_path / "x.npz")], top_k=9))
+
+
+RESULTS = [
+    {"input": "a.png", "class": "cat", "probability": 0.75,
+     "probabilities": {"cat": 0.75, "dog": 0.2, "bird": 0.05},
+     "top": [["cat", 0.75], ["dog", 0.2], ["bird", 0.05]]},
+    {"input": "b.png", "class": "bird", "probability": 0.5,
+     "probabilities": {"cat": 0.25, "dog": 0.25, "bird": 0.5},
+     "top": [["bird", 0.5], ["cat", 0.25]]},
+]  # fmt: skip
+
+
+def test_prediction_text_and_csv_are_exact() -> None:
+    assert predictions_text(RESULTS) == (
+        "a.png: cat (0.750)  dog 0.200  bird 0.050\nb.png: bird (0.500)  cat 0.250"
+    )
+    assert predictions_text(RESULTS, top_k=2) == "a.png: cat (0.750)  dog 0.200\nb.png: bird (0.500)  cat 0.250"  # fmt: skip
+    assert predictions_text(RESULTS, top_k=1) == "a.png: cat (0.750)\nb.png: bird (0.500)"
+    assert predictions_csv(RESULTS) == (
+        "input,class,probability,cat,dog,bird\n"
+        "a.png,cat,0.75,0.75,0.2,0.05\n"
+        "b.png,bird,0.5,0.25,0.25,0.5\n"
+    )
+    assert predictions_csv([]) == "input,class,probability\n"
+
+
+def test_the_evaluation_report_is_laid_out_for_reading() -> None:
+    rows = [
+        {"class": "cat", "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1},
+        {
+            "class": "a_rather_long_class_name",
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "support": 1,
+        },  # fmt: skip
+    ]
+    text = Evaluation("test", 2, 0.693147, 0.5, [[1, 0], [1, 0]], rows).text()
+    assert text.splitlines() == [
+        "test: 2 samples, loss 0.6931, accuracy 0.5000",
+        "",
+        "class            precision    recall        f1  support",
+        "cat                 0.5000    1.0000    0.6667        1",
+        "a_rather_long_class_name    0.0000    0.0000    0.0000        1",
+        "",
+        "confusion matrix (rows: true class, columns: predicted class)",
+        " " * 17 + " " * 21 + "cat a_rather_long_class_name",  # columns as wide as the names
+        "cat" + " " * 14 + " " * 23 + "1 " + " " * 23 + "0",  # row labels cut at 16
+        "a_rather_long_cl " + " " * 23 + "1 " + " " * 23 + "0",
+    ]
