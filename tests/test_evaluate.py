@@ -115,7 +115,8 @@ def test_prediction_text_and_csv_are_exact() -> None:
     assert predictions_text(RESULTS) == (
         "a.png: cat (0.750)  dog 0.200  bird 0.050\nb.png: bird (0.500)  cat 0.250"
     )
-    assert predictions_text(RESULTS, top_k=2) == "a.png: cat (0.750)  dog 0.200\nb.png: bird (0.500)  cat 0.250"  # fmt: skip
+    two = "a.png: cat (0.750)  dog 0.200\nb.png: bird (0.500)  cat 0.250"
+    assert predictions_text(RESULTS, top_k=2) == two
     assert predictions_text(RESULTS, top_k=1) == "a.png: cat (0.750)\nb.png: bird (0.500)"
     assert predictions_csv(RESULTS) == (
         "input,class,probability,cat,dog,bird\n"
@@ -134,7 +135,7 @@ def test_the_evaluation_report_is_laid_out_for_reading() -> None:
             "recall": 0.0,
             "f1": 0.0,
             "support": 1,
-        },  # fmt: skip
+        },
     ]
     text = Evaluation("test", 2, 0.693147, 0.5, [[1, 0], [1, 0]], rows).text()
     assert text.splitlines() == [
