@@ -41,7 +41,8 @@ declare -A TESTS=(
   [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
     tests/test_backends.py tests/test_generated_source.py"
   [specnet/train.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py"
-  [specnet/evaluate.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py tests/test_trust.py"
+  [specnet/evaluate.py]="tests/test_evaluate.py tests/test_train.py tests/test_planted.py
+    tests/test_findings.py tests/test_trust.py"
 )
 CORE=(specnet/spec.py specnet/shapes.py specnet/weights.py specnet/backends/keras.py
       specnet/backends/torch.py specnet/backends/onnx.py specnet/backends/torch_train.py
