@@ -16,7 +16,7 @@ import json
 import math
 import re
 from pathlib import Path as FilePath
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal
 
 import annotated_types as at
 from pydantic import (
@@ -502,8 +502,7 @@ def _name_layers(spec: Spec) -> list[Issue]:
             candidate = layer.PREFIX if n == 0 else f"{layer.PREFIX}_{n}"
             if candidate not in used:
                 break
-        layer.name = candidate
-        used.add(candidate)
+        layer.name = candidate  # (counters only grow: no generated name repeats)
     return issues
 
 
@@ -619,7 +618,7 @@ def _covered_by_keras1(error: Any, renamed: dict[Path, set[str]], source: Locate
     if error["type"] == "extra_forbidden" and path and path[-1] == "nb_col":
         parent = _lookup(source.data, path[:-1])[1]
         return isinstance(parent, dict) and "nb_row" in parent  # one message for the pair
-    if error["type"] == "extra_forbidden" and path and re.fullmatch(r"\s*\d+\s*\)", str(path[-1])):
+    if error["type"] == "extra_forbidden" and re.fullmatch(r"\s*\d+\s*\)", str(path[-1])):
         # `pool_size: (2, 2)` in a flow mapping parses as `pool_size: "(2"` and a key `2)`:
         # the pair's message says it all
         parent = _lookup(source.data, path[:-1])[1]
@@ -632,7 +631,7 @@ def _covered_by_keras1(error: Any, renamed: dict[Path, set[str]], source: Locate
 def _keras1_issue(path: Path, source: Located) -> Issue:
     """One targeted message for a Keras 1 field name, with the Keras 2 spelling to write."""
     key = str(path[-1])
-    parent = cast(dict[str, Any], _lookup(source.data, path[:-1])[1])  # the key's mapping
+    parent: dict[str, Any] = _lookup(source.data, path[:-1])[1]  # type: ignore[assignment]
     value = parent[key]
     new = KERAS1_FIELDS[key]
     shown = (
@@ -748,7 +747,7 @@ def _translate(error: Any, source: Located) -> Issue:
         }
         hint = f"e.g. {examples[str(path[0])]}"  # every mapping-valued field is under one of these
         return source.issue(path, f"expected a mapping of fields, received {got}", hint)
-    if kind in ("list_type", "tuple_type") and path != ("input_shape",):
+    if kind in ("list_type", "tuple_type"):  # (input_shape's are answered above)
         return source.issue(path, f"expected a list, received {got}")
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx["expected"]))
@@ -780,7 +779,7 @@ def _translate(error: Any, source: Located) -> Issue:
     }
     if kind in bounds:
         return source.issue(path, f"expected a value {bounds[kind].format(**ctx)}, received {got}")
-    if kind in ("too_short", "too_long", "string_too_short"):
+    if kind in ("too_long", "string_too_short"):  # (the one list with a minimum is layers)
         return source.issue(path, f"{error['msg'].lower()}, received {got}")
     if kind == "string_pattern_mismatch":
         allowed = "'_'" if path[:1] == ("layers",) else "'_' or '-'"

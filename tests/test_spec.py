@@ -554,6 +554,8 @@ KERAS1_CASES = [
      "write `kernel_size: [3, 5]`"),
     ("layer", "nb_col", 5, f"`nb_row`/`nb_col` are {K1} `kernel_size`",
      "write `kernel_size: [?, 5]`"),
+    ("layer alone", "nb_row", 3, f"`nb_row`/`nb_col` are {K1} `kernel_size`",
+     "write `kernel_size: [3, ?]`"),
     ("layer", "init", "HeNormal", f"`init` is {K1} `kernel_initializer`",
      "write `kernel_initializer: HeNormal`"),
     ("layer", "init", {"class_name": "he"}, f"`init` is {K1} `kernel_initializer`",
@@ -573,9 +575,9 @@ def test_keras_1_field_names_get_one_message_each(
 
     layer: dict[str, object] = {"type": "Dense", "units": 2}
     document: dict[str, object] = {**_BASE, "layers": [{"type": "Flatten"}, layer]}
-    if where == "layer":
+    if where.startswith("layer"):
         layer[key] = value
-        if key == "nb_row":
+        if key == "nb_row" and where == "layer":
             layer["nb_col"] = 5
     elif where == "train":
         document["train"] = {key: value}
