@@ -378,3 +378,23 @@ def test_summary_columns_stay_aligned_for_long_names_and_shapes() -> None:
         assert row[column] == "("
     params = header.index("Param #") + len("Param #")
     assert all(row[:params].endswith(("0", "2")) for row in rows)  # right-aligned under the header
+
+
+@pytest.mark.parametrize(
+    ("layers", "output"),
+    [
+        ([{"type": "Conv2D", "filters": 2, "kernel_size": 1}, {"type": "Flatten"}], "flatten"),
+        ([{"type": "Flatten"}, {"type": "Dropout", "rate": 0.5}, {"type": "Softmax"}], "flatten"),
+        ([{"type": "Flatten", "name": "a"}, {"type": "Dense", "units": 2}], None),
+        ([{"type": "Flatten"}, {"type": "Dense", "units": 2}, {"type": "Flatten"}], None),
+        ([{"type": "Conv2D", "filters": 2, "kernel_size": 1}], None),
+        ([{"type": "Flatten", "name": "a"}, {"type": "Dense", "units": 2},
+          {"type": "Flatten", "name": "b"}, {"type": "Dropout", "rate": 0.1}], None),
+    ],
+)  # fmt: skip
+def test_the_flatten_whose_vector_is_the_output(layers: list[dict], output: str | None) -> None:  # type: ignore[type-arg]
+    from specnet.shapes import output_flatten
+    from specnet.spec import spec_from_dict
+
+    plan = infer(spec_from_dict({"name": "t", "input_shape": [4, 4, 2], "layers": layers}))
+    assert output_flatten(plan) == output
