@@ -150,3 +150,99 @@ def test_the_evaluation_report_is_laid_out_for_reading() -> None:
         "cat" + " " * 14 + " " * 23 + "1 " + " " * 23 + "0",  # row labels cut at 16
         "a_rather_long_cl " + " " * 23 + "1 " + " " * 23 + "0",
     ]
+
+
+def test_probabilities_are_float64_softmaxes_stable_for_any_logits(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Logits of ±thousands (row by row) still give finite probabilities that sum to 1 to float64
+    precision: the softmax subtracts each row's own maximum."""
+    from specnet.weights import read_metadata, save_weights
+
+    spec = {"name": "wide", "input_shape": [1, 1, 2], "class_names": ["a", "b", "c"],
+            "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3}]}  # fmt: skip
+    build = _build(cli, tmp_path, spec)
+    weights = {"dense.kernel": np.array([[3000, 0, -3000], [-3000, 1, 3000]], np.float32),
+               "dense.bias": np.zeros(3, np.float32)}  # fmt: skip
+    path = build / "weights.safetensors"
+    save_weights(path, weights, overwrite=True, metadata=read_metadata(path))
+    x = np.array([[[[255, 0]]], [[[0, 255]]], [[[0, 0]]]], np.uint8)  # logits ±3000, ±3000, 0
+    np.savez(tmp_path / "x.npz", x=x)
+    results = predict(build, [str(tmp_path / "x.npz")])
+    assert [r["class"] for r in results] == ["a", "c", "a"]
+    for result in results:
+        total = sum(result["probabilities"].values())
+        assert abs(total - 1.0) < 1e-12, total
+        assert all(math.isfinite(p) for p in result["probabilities"].values())
+    assert math.isclose(results[0]["probability"], 1.0)
+    # the third row's logits are all 0 (the others' are thousands): a third each
+    assert all(math.isclose(p, 1 / 3, rel_tol=1e-9) for p in results[2]["probabilities"].values())
+
+
+def test_predict_uses_the_runtime_asked_for(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    import specnet.evaluate as evaluate_module
+
+    build = _build(cli, tmp_path, BINARY)
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 4, 4, 1), np.uint8))
+    used: list[str] = []
+    real = evaluate_module.get_backend
+
+    def spy(name: str) -> object:
+        used.append(name)
+        return real(name)
+
+    monkeypatch.setattr(evaluate_module, "get_backend", spy)
+    for asked, served in ((None, "onnx"), ("torch", "torch"), ("keras", "keras")):
+        predict(build, [str(tmp_path / "x.npz")], backend=asked)
+        assert used.pop() == served
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no onnxruntime
+    predict(build, [str(tmp_path / "x.npz")])
+    assert used.pop() == "torch"  # the run's own backend (built with torch)
+
+
+def test_inputs_from_several_places_are_all_read(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    build = _build(cli, tmp_path, BINARY)
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            Image.new("L", (4, 4), 40 * i).save(tmp_path / folder / f"{i}.png")
+    np.savez(tmp_path / "x.npz", x=np.zeros((3, 4, 4, 1), np.uint8))
+    inputs = [str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "x.npz")]
+    results = predict(build, inputs)
+    assert len(results) == 7
+    np.savez(tmp_path / "objects.npz", x=np.array([object(), 1], dtype=object))
+    with pytest.raises(UsageError) as info:
+        predict(build, [str(tmp_path / "objects.npz")])
+    assert str(info.value).startswith(f"{tmp_path / 'objects.npz'}: ")
+    assert "allow_pickle=False" in str(info.value)  # never unpickled
+    np.savez(tmp_path / "flat.npz", x=np.zeros((3, 16)))
+    with pytest.raises(UsageError) as info:
+        predict(build, [str(tmp_path / "flat.npz")])
+    assert str(info.value).startswith(f"{tmp_path / 'flat.npz'}: x has shape (3, 16)")
+
+
+def test_evaluating_on_given_data_counts_every_split(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from specnet.evaluate import evaluate
+    from specnet.spec import NpzData
+
+    build = _build(cli, tmp_path, BINARY)
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (6, 4, 4, 1), dtype=np.uint8),
+             y=np.arange(6) % 2, x_test=rng.integers(0, 255, (4, 4, 4, 1), dtype=np.uint8),
+             y_test=np.arange(4) % 2)  # fmt: skip
+    report = evaluate(build, data=NpzData(source="npz", path=str(tmp_path / "d.npz")))
+    assert (report.split, report.samples) == ("given data", 10)
+    assert sum(map(sum, report.confusion)) == 10
+
+
+def test_short_class_names_get_columns_five_wide() -> None:
+    rows = [
+        {"class": "a", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2},
+        {"class": "b", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+    ]
+    lines = Evaluation("validation", 2, 0.0, 1.0, [[2, 0], [0, 0]], rows).text().splitlines()
+    assert lines[-3:] == ["      a     b", "a     2     0", "b     0     0"]
