@@ -246,3 +246,35 @@ def test_short_class_names_get_columns_five_wide() -> None:
     ]
     lines = Evaluation("validation", 2, 0.0, 1.0, [[2, 0], [0, 0]], rows).text().splitlines()
     assert lines[-3:] == ["      a     b", "a     2     0", "b     0     0"]
+
+
+def test_text_shows_four_classes_by_default_and_csv_takes_one_result() -> None:
+    names = ["a", "b", "c", "d", "e", "f"]
+    probabilities = dict(zip(names, [0.5, 0.2, 0.1, 0.1, 0.06, 0.04], strict=True))
+    one = [{"input": "x.png", "class": "a", "probability": 0.5, "probabilities": probabilities,
+            "top": [[n, p] for n, p in probabilities.items()]}]  # fmt: skip
+    assert predictions_text(one) == "x.png: a (0.500)  b 0.200  c 0.100  d 0.100"
+    assert predictions_csv(one).splitlines() == [
+        "input,class,probability,a,b,c,d,e,f",
+        "x.png,a,0.5,0.5,0.2,0.1,0.1,0.06,0.04",
+    ]
+
+
+def test_evaluate_names_its_split_and_uses_the_runtime_asked_for(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import specnet.evaluate as evaluate_module
+
+    spec = {**BINARY, "data": {"source": "synthetic", "samples": 8},
+            "train": {**BINARY["train"], "validation_split": 0.0}}  # fmt: skip
+    build = _build(cli, tmp_path, spec)
+    used: list[str] = []
+    real = evaluate_module.get_backend
+
+    def spy(name: str) -> object:
+        used.append(name)
+        return real(name)
+
+    monkeypatch.setattr(evaluate_module, "get_backend", spy)
+    report = evaluate_module.evaluate(build, backend="keras")
+    assert (report.split, report.samples, used) == ("training", 8, ["keras"])
