@@ -12,7 +12,9 @@
 # afresh). Each module runs the test files that exercise it (TESTS below), not the whole suite:
 # mutmut runs, for each mutant, every selected test that reached the mutated function, and a
 # surviving mutant of a function every test calls (load_spec) would otherwise cost a whole suite;
-# the framework-free modules (spec, shapes) therefore select framework-free tests only.
+# the framework-free modules (spec, shapes) therefore select framework-free tests only, and
+# evaluate.py leaves out tests/test_train.py (each of its tests trains first: a surviving
+# mutant of open_run cost minutes; tests/test_evaluate.py reaches the same functions on builds).
 # Tests that only make sense on real processes and clocks (the kill harness, distributed runs,
 # the examples, the long fuzz campaigns) are never selected, nor is the source scanner
 # (tests/test_safety.py), which reads the mutated text, not its behaviour.
@@ -41,8 +43,8 @@ declare -A TESTS=(
   [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
     tests/test_backends.py tests/test_generated_source.py"
   [specnet/train.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py"
-  [specnet/evaluate.py]="tests/test_evaluate.py tests/test_train.py tests/test_planted.py
-    tests/test_findings.py tests/test_trust.py"
+  [specnet/evaluate.py]="tests/test_evaluate.py tests/test_planted.py tests/test_findings.py
+    tests/test_trust.py"
 )
 CORE=(specnet/spec.py specnet/shapes.py specnet/weights.py specnet/backends/keras.py
       specnet/backends/torch.py specnet/backends/onnx.py specnet/backends/torch_train.py
