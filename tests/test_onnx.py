@@ -56,6 +56,11 @@ def _check_contract(model: Any, plan: Any, layout: str, via: str) -> None:
     dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
     h, w, c = plan.input_shape
     assert dims == (["batch", h, w, c] if layout == "nhwc" else ["batch", c, h, w])
+    out = [d.dim_param or d.dim_value for d in graph_output.type.tensor_type.shape.dim]
+    final = list(plan.output_shape)
+    if len(final) == 3 and layout == "nchw":
+        final = [final[2], final[0], final[1]]
+    assert out == ["batch", *final], out
     assert model.opset_import[0].version >= 13
     if via == "direct":  # (the converters' graphs hold int64 shape constants too)
         assert (model.producer_name, model.producer_version) == ("specnet", specnet.__version__)
@@ -401,3 +406,17 @@ def test_every_file_says_how_to_prepare_an_image(channels: int, order: str, layo
     unnamed = infer(spec_from_dict(spec))
     meta = {p.key: p.value for p in build_graph(unnamed, init_weights(unnamed)).metadata_props}
     assert json.loads(meta["class_names"]) == []
+
+
+def test_a_dense_without_bias_is_a_gemm_without_one() -> None:
+    from specnet.spec import spec_from_dict
+
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 3, "use_bias": False}]
+    plan = infer(spec_from_dict({"name": "t", "input_shape": [2, 3, 2], "layers": layers}))
+    weights = busy_weights(plan)
+    model = build_graph(plan, weights)
+    _check_contract(model, plan, "nhwc", "direct")
+    (gemm,) = [node for node in model.graph.node if node.op_type == "Gemm"]
+    assert list(gemm.input)[1:] == ["dense.kernel"]
+    x = batch(plan.input_shape)
+    assert_agree(_ort(model, x, "nhwc"), x.reshape(len(x), -1) @ weights["dense.kernel"], "no bias")

@@ -218,7 +218,7 @@ def build_graph(
             )
         )
         current = "to_output"
-    if current == "input" or current == "nchw":
+    if current == "input":  # no node at all (an NCHW graph of a lone Dropout)
         nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     else:
         _rename_output(nodes, current, "output")
