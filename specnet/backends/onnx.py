@@ -290,9 +290,9 @@ def stamp(
 
 
 def _rename_output(nodes: list[Any], old: str, new: str) -> None:
+    """The last value is the graph's output: no node reads it, so only its maker changes."""
     for node in nodes:
         node.output[:] = [new if name == old else name for name in node.output]
-        node.input[:] = [new if name == old else name for name in node.input]
 
 
 _GELU = {"gelu/sqrt2": math.sqrt(2.0), "gelu/one": 1.0, "gelu/half": 0.5}
