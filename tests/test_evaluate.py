@@ -237,6 +237,21 @@ def test_evaluating_on_given_data_counts_every_split(tmp_path: Path, cli) -> Non
     report = evaluate(build, data=NpzData(source="npz", path=str(tmp_path / "d.npz")))
     assert (report.split, report.samples) == ("given data", 10)
     assert sum(map(sum, report.confusion)) == 10
+    # per-class figures from the confusion matrix, computed here
+    matrix = np.array(report.confusion, dtype=float)
+    for i, row in enumerate(report.per_class):
+        tp, predicted, actual = matrix[i, i], matrix[:, i].sum(), matrix[i].sum()
+        p = tp / predicted if predicted else 0.0
+        r = tp / actual if actual else 0.0
+        assert math.isclose(row["precision"], p)
+        assert math.isclose(row["recall"], r)
+        assert math.isclose(row["f1"], 2 * p * r / (p + r) if p + r else 0.0)
+    # a class that never occurs has recall 0 (not 1), and so f1 0
+    only_no = tmp_path / "only_no.npz"
+    np.savez(only_no, x=rng.integers(0, 255, (5, 4, 4, 1), dtype=np.uint8), y=np.zeros(5, int))
+    report = evaluate(build, data=NpzData(source="npz", path=str(only_no)))
+    assert (report.per_class[1]["recall"], report.per_class[1]["f1"]) == (0.0, 0.0)
+    assert report.per_class[1]["support"] == 0
 
 
 def test_short_class_names_get_columns_five_wide() -> None:
@@ -278,3 +293,13 @@ def test_evaluate_names_its_split_and_uses_the_runtime_asked_for(
     monkeypatch.setattr(evaluate_module, "get_backend", spy)
     report = evaluate_module.evaluate(build, backend="keras")
     assert (report.split, report.samples, used) == ("training", 8, ["keras"])
+    split = {**spec, "name": "split", "train": {**spec["train"], "validation_split": 0.25}}
+    assert evaluate_module.evaluate(_build(cli, tmp_path, split, "split")).split == "validation"
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "t.npz", x=rng.integers(0, 255, (6, 4, 4, 1), dtype=np.uint8),
+             y=np.arange(6) % 2, x_test=rng.integers(0, 255, (3, 4, 4, 1), dtype=np.uint8),
+             y_test=np.arange(3) % 2)  # fmt: skip
+    data = {"source": "npz", "path": str(tmp_path / "t.npz")}
+    tested = {**BINARY, "name": "tested", "data": data}
+    report = evaluate_module.evaluate(_build(cli, tmp_path, tested, "tested"))
+    assert (report.split, report.samples) == ("test", 3)
