@@ -177,15 +177,10 @@ def test_probabilities_are_float64_softmaxes_stable_for_any_logits(tmp_path: Pat
     assert all(math.isclose(p, 1 / 3, rel_tol=1e-9) for p in results[2]["probabilities"].values())
 
 
-def test_predict_uses_the_runtime_asked_for(
-    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
-    import importlib.util
-
+def _runtimes_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the backends evaluate.py builds models with, from now on."""
     import specnet.evaluate as evaluate_module
 
-    build = _build(cli, tmp_path, BINARY)
-    np.savez(tmp_path / "x.npz", x=np.zeros((2, 4, 4, 1), np.uint8))
     used: list[str] = []
     real = evaluate_module.get_backend
 
@@ -194,6 +189,17 @@ def test_predict_uses_the_runtime_asked_for(
         return real(name)
 
     monkeypatch.setattr(evaluate_module, "get_backend", spy)
+    return used
+
+
+def test_predict_uses_the_runtime_asked_for(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    build = _build(cli, tmp_path, BINARY)
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 4, 4, 1), np.uint8))
+    used = _runtimes_used(monkeypatch)
     for asked, served in ((None, "onnx"), ("torch", "torch"), ("keras", "keras")):
         predict(build, [str(tmp_path / "x.npz")], backend=asked)
         assert used.pop() == served
@@ -283,14 +289,7 @@ def test_evaluate_names_its_split_and_uses_the_runtime_asked_for(
     spec = {**BINARY, "data": {"source": "synthetic", "samples": 8},
             "train": {**BINARY["train"], "validation_split": 0.0}}  # fmt: skip
     build = _build(cli, tmp_path, spec)
-    used: list[str] = []
-    real = evaluate_module.get_backend
-
-    def spy(name: str) -> object:
-        used.append(name)
-        return real(name)
-
-    monkeypatch.setattr(evaluate_module, "get_backend", spy)
+    used = _runtimes_used(monkeypatch)
     report = evaluate_module.evaluate(build, backend="keras")
     assert (report.split, report.samples, used) == ("training", 8, ["keras"])
     split = {**spec, "name": "split", "train": {**spec["train"], "validation_split": 0.25}}
