@@ -145,7 +145,9 @@ def test_the_docstring_usage_runs_as_written(
     model = namespace["model"]
     assert type(model).__name__ == type(model).__qualname__  # the class the docstring names
     with torch.no_grad():
-        want = TORCH.predict(_loaded_with(TORCH, plan, tmp_path), images.permute(0, 2, 3, 1).numpy())
+        want = TORCH.predict(
+            _loaded_with(TORCH, plan, tmp_path), images.permute(0, 2, 3, 1).numpy()
+        )
     np.testing.assert_allclose(namespace["probabilities"].detach().numpy(), want, atol=1e-6)
     last = plan.layers[-1]
     head = getattr(last.layer, "activation", None) if last.layer.type != "Softmax" else "softmax"
