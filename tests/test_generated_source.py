@@ -606,3 +606,22 @@ def test_keras_runs_on_tensorflow_quietly_unless_told_otherwise(
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow ")
     keras_backend._keras()
     assert (os.environ["KERAS_BACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("tensorflow ", "3")
+
+
+def test_a_torch_checkpoint_missing_a_part_is_refused() -> None:
+    """Resuming loads every parameter or fails: a checkpoint without one, or without the RNG
+    state, never resumes half-restored."""
+    import torch
+
+    plan = PLANS["softmax_head"]()
+    trainer = TORCH.trainer(plan, load_spec(SOFTMAX_HEAD).train, init_weights(plan))
+    state = trainer.state()
+    drawn = torch.rand(3)
+    trainer.load_state(state)  # the RNG goes back to where the state was taken
+    assert torch.equal(torch.rand(3), drawn)
+    model_key = next(key for key in state if key.startswith("model/"))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        trainer.load_state({k: v for k, v in state.items() if k != model_key})
+    with pytest.raises(RuntimeFailure) as info:
+        trainer.load_state({k: v for k, v in state.items() if not k.startswith("rng/")})
+    assert str(info.value) == "the checkpoint holds no RNG state for rank 0"
