@@ -39,7 +39,8 @@ declare -A TESTS=(
     tests/test_trust.py::test_emitted_sources_compile_and_expose_logits"
   [specnet/backends/onnx.py]="tests/test_onnx.py tests/test_planted.py tests/test_backends.py"
   [specnet/backends/torch_train.py]="tests/test_training_parity.py tests/test_planted.py
-    tests/test_generated_source.py::test_a_torch_checkpoint_missing_a_part_is_refused"
+    tests/test_generated_source.py::test_a_torch_checkpoint_missing_a_part_is_refused
+    tests/test_generated_source.py::test_the_torch_trainer_takes_its_options"
   [specnet/backends/keras_train.py]="tests/test_training_parity.py tests/test_planted.py"
   [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
     tests/test_backends.py tests/test_generated_source.py"
