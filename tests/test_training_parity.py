@@ -76,3 +76,30 @@ def test_training_parity(path: Path, optimizer: str) -> None:
         assert_agree(
             torch_result[key], keras_result[key], f"{plan.name}:{key}", rtol=1e-4, atol=1e-5
         )
+
+
+def test_binary_training_parity() -> None:
+    """One sigmoid unit trained with binary cross-entropy: the same losses, accuracy counts and
+    weights in both frameworks (the softmax specs above never take this path)."""
+    from specnet.spec import spec_from_dict
+
+    spec = spec_from_dict({
+        "name": "binary", "input_shape": [6, 6, 3], "class_names": ["no", "yes"],
+        "layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                   {"type": "Flatten"}, {"type": "Dense", "units": 1, "activation": "sigmoid"}],
+        "train": {"loss": "binary_crossentropy", "optimizer": OPTIMIZERS["sgd"]},
+    })  # fmt: skip
+    plan = infer(spec)
+    x, y, _ = synthetic(STEPS * BATCH, plan.input_shape, 2, "colour", seed=2)
+    results, correct = {}, {}
+    for backend in ("keras", "torch"):
+        start = init_weights(plan, seed=4)
+        trainer = get_backend(backend).trainer(training_plan(plan), spec.train, start)
+        batches = [slice(i * BATCH, (i + 1) * BATCH) for i in range(STEPS)]
+        steps = [trainer.step(x[part], y[part]) for part in batches]
+        results[backend] = {**trainer.weights(), "losses": np.array([s[0] for s in steps])}
+        correct[backend] = [int(s[1]) for s in steps]
+    assert correct["torch"] == correct["keras"]
+    assert 0 < sum(correct["torch"]) < STEPS * BATCH  # counted, not all or nothing
+    for key, value in results["keras"].items():
+        assert_agree(results["torch"][key], value, f"binary:{key}", rtol=1e-4, atol=1e-5)
