@@ -39,6 +39,7 @@ __all__ = [
     "channels_last_guess",
     "class_names_of",
     "ends_in_softmax",
+    "flatten_folds",
     "infer",
     "logits_plan",
     "output_flatten",
@@ -298,21 +299,33 @@ def ends_in_softmax(plan: Plan) -> bool:
     return _is_softmax(plan.layers[-1].layer)
 
 
-def output_flatten(plan: Plan) -> str | None:
-    """The name of the Flatten whose vector is the network's output (no Dense after it), if any.
+def flatten_folds(plan: Plan) -> tuple[dict[str, Shape], str | None]:
+    """Where a Flatten's (c, h, w) order needs repairing on the NCHW backends (PyTorch, ONNX).
 
-    Keras flattens an image in (h, w, c) order. PyTorch and ONNX compute in NCHW and flatten in
-    (c, h, w) order, which is harmless before a Dense (its rows are reordered to match, see
-    ``specnet.backends.torch.conversions``) but wrong when the vector itself is the output (or
-    reaches it through dropout and activations): that one Flatten must transpose back first.
+    Keras flattens an image in (h, w, c) order; NCHW backends flatten in (c, h, w) order. That is
+    harmless before a Dense, whose rows are reordered to match: the first value maps each such
+    Dense to the (h, w, c) image its input was flattened from (``specnet.backends.torch.
+    conversions``). It is wrong when the vector itself is the output (or reaches it through
+    dropout and activations): the second value names that Flatten, which must transpose back
+    first.
     """
-    last = None
+    folds: dict[str, Shape] = {}
+    image: Shape | None = None
+    flatten: str | None = None
     for step in plan.layers:
         if isinstance(step.layer, Flatten) and len(step.input_shape) == 3:
-            last = step.name
+            image, flatten = step.input_shape, step.name
         elif isinstance(step.layer, Dense):
-            last = None
-    return last
+            if image is not None:
+                folds[step.name] = image
+            image = flatten = None
+    return folds, flatten
+
+
+def output_flatten(plan: Plan) -> str | None:
+    """The name of the Flatten whose vector is the network's output, if any (see
+    :func:`flatten_folds`)."""
+    return flatten_folds(plan)[1]
 
 
 def logits_plan(plan: Plan) -> Plan:

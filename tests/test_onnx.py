@@ -206,26 +206,6 @@ def test_direct_backend_round_trips_its_file(tmp_path: Path) -> None:
     assert_agree(backend.predict(again, x), backend.predict(model, x), "reloaded direct graph")
 
 
-def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
-    from specnet import UsageError
-    from specnet.backends.onnx import read_onnx
-
-    plan = infer(load_spec(SEED))
-    model = build_graph(plan, init_weights(plan), "nhwc")
-    tensor = model.graph.initializer[0]
-    tensor.ClearField("raw_data")
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    entry = tensor.external_data.add()
-    entry.key, entry.value = "location", "../../../etc/passwd"
-    path = tmp_path / "hostile.onnx"
-    path.write_bytes(model.SerializeToString())
-    with pytest.raises(UsageError, match="points outside the model's folder"):
-        read_onnx(path)
-    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\x01")
-    with pytest.raises(UsageError, match="not a readable ONNX file"):
-        read_onnx(tmp_path / "junk.onnx")
-
-
 def test_every_node_of_the_direct_graph_is_named_after_its_layer() -> None:
     """Netron and ONNX Runtime's profiles show node names: each is unique and starts with the
     spec layer it computes (the layout transposes excepted), GELU's five nodes included."""
@@ -262,7 +242,8 @@ def test_the_direct_backend_reloads_layout_and_opset_and_replaces_its_file(tmp_p
     assert backend.load_native(path, plan).layout == "nhwc"
 
 
-def test_external_data_is_checked_for_every_tensor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("location", ["../../../etc/passwd", "/etc/passwd"])
+def test_external_data_is_checked_for_every_tensor(tmp_path: Path, location: str) -> None:
     from specnet import UsageError
     from specnet.backends.onnx import read_onnx
 
@@ -275,13 +256,13 @@ def test_external_data_is_checked_for_every_tensor(tmp_path: Path) -> None:
     hostile.ClearField("raw_data")
     hostile.data_location = onnx.TensorProto.EXTERNAL
     entry = hostile.external_data.add()
-    entry.key, entry.value = "location", "/etc/passwd"
+    entry.key, entry.value = "location", location
     path = tmp_path / "hostile.onnx"
     path.write_bytes(model.SerializeToString())
     with pytest.raises(UsageError) as info:
         read_onnx(path)
     assert str(info.value) == (
-        f"{path}: tensor {hostile.name!r} points outside the model's folder ('/etc/passwd'); "
+        f"{path}: tensor {hostile.name!r} points outside the model's folder ({location!r}); "
         "refusing to read it"
     )
     del model.graph.initializer[2]

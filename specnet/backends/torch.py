@@ -27,7 +27,7 @@ from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source, py_literal
 from specnet.errors import UsageError
-from specnet.shapes import Plan, PlanLayer, Shape, output_flatten, same_padding
+from specnet.shapes import Plan, PlanLayer, flatten_folds, output_flatten, same_padding
 from specnet.spec import (
     Activation,
     Conv2D,
@@ -151,23 +151,9 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
 Step = tuple[str, tuple[int, ...]]  # ("reshape", shape) or ("transpose", axes)
 
 
-def _flattened_images(plan: Plan) -> dict[str, Shape]:
-    """Dense layer name → the (h, w, c) image a Flatten turned into its input, if any."""
-    out: dict[str, Shape] = {}
-    image: Shape | None = None
-    for step in plan.layers:
-        if isinstance(step.layer, Flatten) and len(step.input_shape) == 3:
-            image = step.input_shape
-        elif isinstance(step.layer, Dense):
-            if image is not None:
-                out[step.name] = image
-            image = None
-    return out
-
-
 def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
     """(canonical key, state_dict key, steps canonical → torch, steps torch → canonical)."""
-    images = _flattened_images(plan)
+    images = flatten_folds(plan)[0]
     table: list[tuple[str, str, list[Step], list[Step]]] = []
     for step in plan.layers:
         layer, name = step.layer, step.name
@@ -244,12 +230,7 @@ class TorchBackend:
         from specnet.backends._torch_modules import REPLACEMENTS
 
         children = OrderedDict(
-            (
-                name,
-                (REPLACEMENTS[cls] if cls in REPLACEMENTS else getattr(torch.nn, cls))(
-                    *args, **kwargs
-                ),
-            )
+            (name, (REPLACEMENTS.get(cls) or getattr(torch.nn, cls))(*args, **kwargs))
             for name, cls, args, kwargs in _modules(plan)
         )
         # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
