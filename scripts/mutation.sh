@@ -41,12 +41,22 @@ declare -A TESTS=(
   [specnet/backends/torch_train.py]="tests/test_training_parity.py tests/test_planted.py
     tests/test_generated_source.py::test_a_torch_checkpoint_missing_a_part_is_refused
     tests/test_generated_source.py::test_the_torch_trainer_takes_its_options"
-  [specnet/backends/keras_train.py]="tests/test_training_parity.py tests/test_planted.py"
+  [specnet/backends/keras_train.py]="tests/test_training_parity.py tests/test_planted.py
+    tests/test_generated_source.py::test_the_keras_trainer_trains_what_it_was_given"
   [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
     tests/test_backends.py tests/test_generated_source.py"
   [specnet/train.py]="tests/test_train.py tests/test_planted.py tests/test_findings.py"
   [specnet/evaluate.py]="tests/test_evaluate.py tests/test_planted.py tests/test_findings.py
     tests/test_trust.py"
+)
+# Tests whose code under test runs in child processes (the ranks of a distributed run): mutmut
+# cannot see what they reach, so they run afterwards on the survivors only
+# (scripts/mutation_processes.py).
+declare -A PROCESS_TESTS=(
+  [specnet/backends/torch_train.py]="tests/test_distributed.py::test_two_gloo_workers_match_one_process
+    tests/test_distributed.py::test_a_distributed_run_resumes"
+  [specnet/backends/keras_train.py]="tests/test_distributed.py::test_keras_mirrored_strategy_matches_one_device
+    tests/test_distributed.py::test_keras_multi_worker_reads_tf_config"
 )
 CORE=(specnet/spec.py specnet/shapes.py specnet/weights.py specnet/backends/keras.py
       specnet/backends/torch.py specnet/backends/onnx.py specnet/backends/torch_train.py
@@ -90,6 +100,11 @@ TOML
     fi
     tr '\r' '\n' < "$WORK/run.log" | tail -1 >&2
     (cd "$WORK" && "$ROOT/.venv/bin/mutmut" results --all true) > "$WORK/results.txt"
+    if [[ -n ${PROCESS_TESTS[$module]:-} ]]; then
+        echo "process tests on the survivors of $module (progress: $WORK/processes.log)" >&2
+        "$ROOT/.venv/bin/python" "$ROOT/scripts/mutation_processes.py" "$WORK" \
+            ${PROCESS_TESTS[$module]} > "$WORK/processes.log" || exit 1
+    fi
 done
 cat "$ROOT"/.mutation/*/results.txt > "$ROOT/.mutation/all-results.txt"
 "$ROOT/.venv/bin/python" "$ROOT/scripts/mutation_report.py" "$ROOT/.mutation/all-results.txt" \

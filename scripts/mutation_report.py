@@ -2,8 +2,10 @@
 
     python scripts/mutation_report.py RESULTS.txt MODULE...
 
-Killed counts what a test caught (a failing test, or a mutant that timed out); every other
-mutant counts against the module: one that survived, and one that no test reached at all.
+Killed counts what a test caught (a failing test, or a mutant that timed out), including the
+survivors that the process tests killed afterwards (``killed by processes``, see
+scripts/mutation_processes.py); every other mutant counts against the module: one that
+survived, and one that no test reached at all.
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ def main(results: Path, modules: list[str]) -> None:
         counts[module][status] += 1
         if status in ("survived", "no tests"):
             survivors[module].append(f"{mutant} ({status})")
-    print("| module | mutants | killed | timeout | survived | no test reached | kill rate |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| module | mutants | killed | timeout | killed by processes | survived | "
+        "no test reached | kill rate |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for module in modules:
         c = counts.get(module, collections.Counter())
         total = sum(c.values())
-        caught = c["killed"] + c["timeout"]
+        caught = c["killed"] + c["timeout"] + c["killed by processes"]
         rate = f"{caught / total:.1%}" if total else "—"
         print(
-            f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {c['survived']} | "
+            f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | "
+            f"{c['killed by processes']} | {c['survived']} | "
             f"{c['no tests']} | {rate} |"
         )
     for module in modules:

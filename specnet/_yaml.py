@@ -66,6 +66,14 @@ class Located:
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     #: paths of scalars written in quotes ("64"): a hint to remove quotes applies only there
     quoted: set[Path] = field(default_factory=set)
+    #: expanded layer index → the ``specnet.blocks.Origin`` it came from (a block use)
+    origins: dict[int, Any] = field(default_factory=dict)
+    #: expanded layer index → its index as written, for the layers outside blocks (messages
+    #: name ``layers[i]`` as the file has it)
+    written: dict[int, int] = field(default_factory=dict)
+    #: whether issues are about the text as written (schema errors): a mistake in a block
+    #: definition is then reported once, at the definition, for all its uses
+    as_written: bool = False
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Position of ``path`` (its key if ``key``), else of its nearest located ancestor;
@@ -78,8 +86,30 @@ class Located:
         return (0, 0)  # data that came with no text (spec_from_dict): no line to name
 
     def issue(self, path: Path, message: str, hint: str = "", *, key: bool = False) -> Issue:
+        origin = None
+        if len(path) >= 2 and path[0] == "layers" and isinstance(path[1], int):
+            origin = self.origins.get(path[1])
         line, column = self.where(path, key=key)
-        return Issue(self.file, line, column, format_path(path), message, hint)
+        if origin is None:
+            if len(path) >= 2 and path[0] == "layers" and path[1] in self.written:
+                path = ("layers", self.written[path[1]], *path[2:])
+            return Issue(self.file, line, column, format_path(path), message, hint)
+        param = next((use for p, use in origin.params.items() if path[: len(p)] == p), None)
+        if self.as_written and param is not None:  # the use's value, wrong wherever it goes
+            line, column = self.where(path, key=key)
+            context = f"the value of parameter `{param[-1]}` of block `{origin.block}`"
+            return Issue(self.file, line, column, format_path(param), message, hint, context)
+        from_param = param is not None
+        if self.as_written and not from_param:  # the definition's own text, for every use
+            written = (*origin.definition, *path[2:])
+            return Issue(
+                self.file, line, column, format_path(written), message, hint, origin.reach()
+            )
+        if not from_param:  # a problem of this use (a shape, a name): point at the use
+            line, column = origin.use_at
+        return Issue(
+            self.file, line, column, format_path(path), message, hint, origin.context(self)
+        )
 
 
 class _PlainResolver:
@@ -215,6 +245,7 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.out = Located(file, None)
         self.budget = MAX_VALUES
+        self.building: set[int] = set()  # the collections being built: an alias to one is a loop
 
     def fail(self, node: Node, message: str, hint: str = "", path: Path = ()) -> SpecSyntaxError:
         mark = node.start_mark
@@ -242,10 +273,21 @@ class _Builder:
             return self.scalar(node, path)
         if node.tag not in (f"{_CORE}seq", f"{_CORE}map"):
             raise self._tag(node, path)
-        if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, MappingNode)
-        return self.mapping(node, path)
+        if id(node) in self.building:  # `&a {x: *a}` or `&a {<<: *a}`: PyYAML makes a cycle
+            raise self.fail(
+                node,
+                "a YAML alias refers to a collection that contains it: the document is infinite",
+                "aliases (*name) may only repeat a finished mapping or list",
+                path,
+            )
+        self.building.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            assert isinstance(node, MappingNode)
+            return self.mapping(node, path)
+        finally:
+            self.building.discard(id(node))
 
     def scalar(self, node: ScalarNode, path: Path) -> Any:
         value: str = node.value

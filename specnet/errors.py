@@ -44,6 +44,8 @@ class Issue:
     field: str
     message: str
     hint: str = ""
+    #: a second line saying where the value came from (``in block `identity` as …``)
+    context: str = ""
 
     def __str__(self) -> str:
         # each part is clipped: a message quotes the input it rejects, and the input may be huge
@@ -52,6 +54,8 @@ class Issue:
             where += f":{self.line}:{self.column}"
         field = f" {clip(self.field, 80)}:" if self.field else ""
         text = f"{where}:{field} {clip(self.message, 400)}"
+        if self.context:
+            text += f"\n    {clip(self.context, 400)}"
         if self.hint:
             text += f"\n    hint: {clip(self.hint, 400)}"
         return text

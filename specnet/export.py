@@ -30,6 +30,7 @@ from typing import Any
 
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
+from specnet.agree import close
 from specnet.backends import get_backend
 from specnet.backends.onnx import (
     DEFAULT_OPSET,
@@ -40,7 +41,6 @@ from specnet.backends.onnx import (
     stamp,
 )
 from specnet.errors import RuntimeFailure, UsageError
-from specnet.parity import ATOL, RTOL
 from specnet.rundir import MARKER
 from specnet.shapes import Plan
 
@@ -227,7 +227,7 @@ def verify(model: Any, plan: Plan, weights: Any, layout: str, what: str) -> None
     x = np.random.default_rng(0).random((3, *plan.input_shape), dtype=np.float32)
     reference = _reference(plan, weights, x)
     got = run_session(session, x, layout)
-    if got.shape != reference.shape or not np.allclose(got, reference, atol=ATOL, rtol=RTOL):
+    if not close(got, reference):
         diff = (
             float(np.abs(got - reference).max()) if got.shape == reference.shape else float("nan")
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet._frameworks import require
+from specnet.agree import ATOL, RTOL
 from specnet.backends import get_backend
 from specnet.backends.onnx import (
     DEFAULT_OPSET,
@@ -35,13 +36,13 @@ from specnet.backends.onnx import (
     run_session,
 )
 from specnet.errors import MissingFrameworkError, RuntimeFailure, UsageError
+from specnet.export import native_onnx
 from specnet.shapes import Plan, infer, logits_plan
 from specnet.spec import load_spec
 from specnet.weights import Weights, init_weights
 
 __all__ = ["ATOL", "RTOL", "RUNTIMES", "ParityReport", "parity"]
 
-ATOL, RTOL = 1e-5, 1e-4
 RUNTIMES = (
     "keras",
     "torch",
@@ -157,8 +158,6 @@ def _run(name: str, plan: Plan, weights: Weights, x: Any) -> Any:
         return backend.predict(model, x)
     if name == "onnx-reference":
         return reference_predict(build_graph(plan, weights, "nhwc"), x)
-    from specnet.export import native_onnx
-
     via, layout = name.removeprefix("ort:").split("/")
     model = native_onnx(plan, weights, via, layout, DEFAULT_OPSET)
     return run_session(ort_session(model), x, layout)

@@ -46,6 +46,32 @@ def json_schema() -> dict[str, Any]:
         "$id": "https://specnet.dev/schema/specnet.schema.json",
         **body,
     }
+    # blocks are expanded before validation (specnet/blocks.py): described loosely, since a
+    # body's `$filters` is no integer, and a use is any layer-like mapping with `block:`
+    properties = schema["properties"]
+    properties["blocks"] = {
+        "title": "Blocks",
+        "description": "Named, parametrised lists of layers, used in `layers` as "
+        "{block: NAME, name: USE, PARAM: VALUE}; each expands to <use>_<layer> names.",
+        "type": "object",
+        "additionalProperties": {
+            "type": "object",
+            "properties": {
+                "params": {"type": "array", "items": {"type": "string"}},
+                "layers": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                "description": {"type": "string"},
+            },
+            "required": ["layers"],
+            "additionalProperties": False,
+        },
+    }
+    layers = properties["layers"]["items"]
+    use = {
+        "type": "object",
+        "properties": {"block": {"type": "string"}, "name": {"type": "string"}},
+        "required": ["block", "name"],
+    }
+    properties["layers"]["items"] = {"anyOf": [layers, use]}
     schema["title"] = "specnet spec"
     schema["description"] = "A neural-network spec for specnet (see README: The spec language)."
     schema["definitions"] = definitions

@@ -20,14 +20,20 @@ from specnet.errors import Issue, ShapeError, brief
 from specnet.spec import (
     LAYER_KINDS,
     Activation,
+    Add,
+    Average,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
     LayerBase,
+    Maximum,
     MaxPool,
+    Multiply,
     Softmax,
     Spec,
+    Subtract,
 )
 
 __all__ = [
@@ -38,11 +44,11 @@ __all__ = [
     "advice",
     "channels_last_guess",
     "class_names_of",
+    "concat_axis",
     "ends_in_softmax",
     "flatten_folds",
     "infer",
     "logits_plan",
-    "output_flatten",
     "same_padding",
     "summary_text",
 ]
@@ -65,16 +71,24 @@ class Limits:
 
 @dataclass(frozen=True)
 class PlanLayer:
-    """One layer after inference."""
+    """One layer after inference: a node of the graph, in the spec's (topological) order.
+
+    ``inputs`` names the values it reads (earlier layers, or ``input``), ``input_shapes`` their
+    shapes; ``input_shape`` is the first, the only one of every layer but a merge."""
 
     index: int
     name: str
     kind: str
     layer: LayerBase
-    input_shape: Shape
+    inputs: tuple[str, ...]
+    input_shapes: tuple[Shape, ...]
     output_shape: Shape
     params: int
     flops: int
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.input_shapes[0]
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,31 @@ class Plan:
         return self.spec.name
 
     @property
+    def output(self) -> PlanLayer:
+        """The node whose value is the network's output: the last one."""
+        return self.layers[-1]
+
+    @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].output_shape
+        return self.output.output_shape
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads the one above: a Keras ``Sequential``."""
+        above = "input"
+        for layer in self.layers:
+            if layer.inputs != (above,):
+                return False
+            above = layer.name
+        return True
+
+    def consumers(self) -> dict[str, list[PlanLayer]]:
+        """Value name (``input`` and every layer) → the layers that read it, in order."""
+        readers: dict[str, list[PlanLayer]] = {"input": [], **{s.name: [] for s in self.layers}}
+        for step in self.layers:
+            for name in dict.fromkeys(step.inputs):
+                readers[name].append(step)
+        return readers
 
     @property
     def total_params(self) -> int:
@@ -117,6 +154,7 @@ class Plan:
                 {
                     "name": layer.name,
                     "type": layer.kind,
+                    "inputs": list(layer.inputs),
                     "output_shape": list(layer.output_shape),
                     "params": layer.params,
                     "flops": layer.flops,
@@ -137,7 +175,7 @@ class _Impossible(Exception):
         self.message, self.field, self.hint = message, field, hint
 
 
-Rule = Callable[[Any, Shape], tuple[Shape, int, int]]
+Rule = Callable[[Any, tuple[Shape, ...]], tuple[Shape, int, int]]
 
 
 def _show(shape: Shape) -> str:
@@ -173,7 +211,8 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
+def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     h, w, c = _image(shape)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     if max(sh, sw) > 1 and max(dh, dw) > 1:
@@ -191,7 +230,8 @@ def _conv2d(layer: Conv2D, shape: Shape) -> tuple[Shape, int, int]:
     return (oh, ow, layer.filters), params, flops
 
 
-def _max_pool(layer: MaxPool, shape: Shape) -> tuple[Shape, int, int]:
+def _max_pool(layer: MaxPool, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     h, w, c = _image(shape)
     ph, pw = layer.pool_size
     sh, sw = layer.strides or layer.pool_size
@@ -200,11 +240,13 @@ def _max_pool(layer: MaxPool, shape: Shape) -> tuple[Shape, int, int]:
     return (oh, ow, c), 0, oh * ow * c * ph * pw
 
 
-def _flatten(layer: Flatten, shape: Shape) -> tuple[Shape, int, int]:
+def _flatten(layer: Flatten, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     return (math.prod(shape),), 0, 0
 
 
-def _dense(layer: Dense, shape: Shape) -> tuple[Shape, int, int]:
+def _dense(layer: Dense, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     if len(shape) != 1:
         raise _Impossible(
             f"needs a flat vector but receives {_show(shape)}",
@@ -214,12 +256,71 @@ def _dense(layer: Dense, shape: Shape) -> tuple[Shape, int, int]:
     return (layer.units,), shape[0] * layer.units + bias, 2 * shape[0] * layer.units + bias
 
 
-def _elementwise(layer: LayerBase, shape: Shape) -> tuple[Shape, int, int]:
+def _elementwise(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     return shape, 0, math.prod(shape)
 
 
-def _identity(layer: LayerBase, shape: Shape) -> tuple[Shape, int, int]:
+def _identity(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    (shape,) = shapes
     return shape, 0, 0
+
+
+def _same_shapes(layer: LayerBase, shapes: tuple[Shape, ...]) -> Shape:
+    names = layer.inputs or ()
+    for shape in shapes[1:]:
+        if shape != shapes[0]:  # Keras would broadcast some of these; a spec says what it means
+            raise _Impossible(
+                f"{layer.KIND} needs equal shapes, got {shapes[0]} and {shape} "
+                f"(from {names[0]!r} and {names[shapes.index(shape)]!r})",
+                "inputs",
+                "make the branches agree (strides, padding, filters) or project one with a "
+                "1×1 Conv2D",
+            )
+    return shapes[0]
+
+
+def _merge(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    """Add, Subtract, Multiply, Average, Maximum: one operation per value per extra input."""
+    shape = _same_shapes(layer, shapes)
+    extra = len(shapes) - 1 + isinstance(layer, Average)  # the mean's division
+    return shape, 0, extra * math.prod(shape)
+
+
+def concat_axis(layer: Concatenate, rank: int) -> int:
+    """The 0-based axis of the (batch-free) shape a Concatenate joins along, from Keras's axis,
+    which counts the batch: ``-1`` is the last, ``1`` the first axis after the batch."""
+    axis = layer.axis
+    if axis == 0 or not -rank <= axis <= rank:
+        raise _Impossible(
+            f"axis {axis} is not an axis of its {rank}-D inputs (0 is the batch)",
+            "axis",
+            f"use -1 (the last axis) or 1 … {rank}",
+        )
+    return axis - 1 if axis > 0 else rank + axis
+
+
+def _concatenate(layer: Concatenate, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+    names = layer.inputs or ()
+    ranks = {len(shape) for shape in shapes}
+    if len(ranks) > 1:
+        raise _Impossible(
+            f"Concatenate needs inputs of one rank, got {' and '.join(map(str, shapes))}",
+            "inputs",
+            "flatten the images first, or concatenate images only",
+        )
+    axis = concat_axis(layer, len(shapes[0]))
+    rest = [shape[:axis] + shape[axis + 1 :] for shape in shapes]
+    for i, other in enumerate(rest[1:], 1):
+        if other != rest[0]:
+            raise _Impossible(
+                f"Concatenate on axis {layer.axis} needs the other axes equal, got "
+                f"{shapes[0]} and {shapes[i]} (from {names[0]!r} and {names[i]!r})",
+                "inputs",
+                "make the branches agree on every other axis (strides, padding, pooling)",
+            )
+    joined = sum(shape[axis] for shape in shapes)
+    return (*shapes[0][:axis], joined, *shapes[0][axis + 1 :]), 0, 0
 
 
 RULES: dict[type[LayerBase], Rule] = {
@@ -230,6 +331,12 @@ RULES: dict[type[LayerBase], Rule] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _elementwise,
+    Add: _merge,
+    Subtract: _merge,
+    Multiply: _merge,
+    Average: _merge,
+    Maximum: _merge,
+    Concatenate: _concatenate,
 }
 assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
 
@@ -237,25 +344,32 @@ assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
 def infer(spec: Spec, limits: Limits | None = None) -> Plan:
     """Infer every layer's output shape, parameters and FLOPs; refuse impossible or huge nets."""
     limits = limits or Limits()
-    shape: Shape = tuple(spec.input_shape)
+    values: dict[str, Shape] = {"input": tuple(spec.input_shape)}
     planned: list[PlanLayer] = []
+    above = "input"
     for i, layer in enumerate(spec.layers):
+        assert layer.name is not None  # named by the loader
+        inputs = layer.inputs or (above,)  # resolved by the loader; a hand-made Spec may not be
+        shapes = tuple(values[name] for name in inputs)
         try:
-            out, params, flops = RULES[type(layer)](layer, shape)
+            out, params, flops = RULES[type(layer)](layer, shapes)
         except _Impossible as exc:
             path = ("layers", i, exc.field) if exc.field else ("layers", i)
-            message = f"layer {layer.name!r} ({layer.KIND}): {exc.message}"
+            kind = "" if exc.field == "inputs" else f" ({layer.KIND})"  # the message names it
+            message = f"layer {layer.name!r}{kind}: {exc.message}"
             hint = exc.hint
             guess = channels_last_guess(spec.input_shape)
-            if guess is not None:  # the usual cause: a Theano / PyTorch habit
+            if guess is not None and exc.field != "inputs":  # a Theano / PyTorch habit
                 hint = (
                     f"input_shape {list(spec.input_shape)} looks channels-first; specnet "
                     f"(like Keras) wants [height, width, channels]: {list(guess)}"
                 )
             raise ShapeError([spec.issue(path, message, hint)]) from None
-        assert layer.name is not None  # filled in by the loader
-        planned.append(PlanLayer(i, layer.name, layer.KIND, layer, shape, out, params, flops))
-        shape = out
+        planned.append(
+            PlanLayer(i, layer.name, layer.KIND, layer, inputs, shapes, out, params, flops)
+        )
+        values[layer.name] = out
+        above = layer.name
     plan = Plan(spec, tuple(spec.input_shape), tuple(planned), limits)
     issues = _check_limits(plan, limits) + _check_class_names(plan)
     if issues:
@@ -299,49 +413,67 @@ def ends_in_softmax(plan: Plan) -> bool:
     return _is_softmax(plan.layers[-1].layer)
 
 
-def flatten_folds(plan: Plan) -> tuple[dict[str, Shape], str | None]:
-    """Where a Flatten's (c, h, w) order needs repairing on the NCHW backends (PyTorch, ONNX).
+#: kinds that keep a vector's order meaningful to a Dense that reads it: element-wise (or, for
+#: Softmax, equivariant under a permutation of the units)
+_ORDER_BLIND = (Dropout, Activation, Softmax)
 
-    Keras flattens an image in (h, w, c) order; NCHW backends flatten in (c, h, w) order. That is
-    harmless before a Dense, whose rows are reordered to match: the first value maps each such
-    Dense to the (h, w, c) image its input was flattened from (``specnet.backends.torch.
-    conversions``). It is wrong when the vector itself is the output (or reaches it through
-    dropout and activations): the second value names that Flatten, which must transpose back
-    first.
+
+def flatten_folds(plan: Plan) -> tuple[dict[str, Shape], frozenset[str]]:
+    """Where a Flatten's order needs repairing on the NCHW backends (PyTorch, ONNX).
+
+    Keras flattens an image in (h, w, c) order, NCHW backends in (c, h, w) order. Where every
+    reader of the vector, through Dropout, Activation and Softmax, is a Dense, the order does not
+    matter as long as each Dense's rows are reordered to match (``specnet.backends.torch.
+    conversions``): the first value maps each such Dense to the (h, w, c) image its input was
+    flattened from. Anywhere else (the vector is the output, or is merged, or concatenated) no
+    reordering of rows repairs it: the second value names those Flattens, which transpose to
+    (h, w, c) before flattening. A chain therefore keeps exactly the graph and weights it had.
     """
+    readers = plan.consumers()
     folds: dict[str, Shape] = {}
-    image: Shape | None = None
-    flatten: str | None = None
+    in_order: set[str] = set()
     for step in plan.layers:
-        if isinstance(step.layer, Flatten) and len(step.input_shape) == 3:
-            image, flatten = step.input_shape, step.name
-        elif isinstance(step.layer, Dense):
-            if image is not None:
-                folds[step.name] = image
-            image = flatten = None
-    return folds, flatten
-
-
-def output_flatten(plan: Plan) -> str | None:
-    """The name of the Flatten whose vector is the network's output, if any (see
-    :func:`flatten_folds`)."""
-    return flatten_folds(plan)[1]
+        if not isinstance(step.layer, Flatten) or len(step.input_shape) != 3:
+            continue
+        denses, frontier, foldable = [], [step.name], True
+        while frontier and foldable:
+            value = frontier.pop()
+            foldable = value != plan.output.name
+            for reader in readers[value]:
+                if isinstance(reader.layer, Dense):
+                    denses.append(reader.name)
+                elif isinstance(reader.layer, _ORDER_BLIND):
+                    frontier.append(reader.name)
+                else:
+                    foldable = False
+        if foldable:
+            folds.update(dict.fromkeys(denses, step.input_shape))
+        else:
+            in_order.add(step.name)
+    return folds, frozenset(in_order)
 
 
 def logits_plan(plan: Plan) -> Plan:
     """The same network without its final softmax or sigmoid: what parity compares, what a loss
-    on logits trains, and what predict turns into probabilities in NumPy. Layer names and weights
-    are unchanged; a plan that already ends in logits is returned as it is."""
-    last = plan.spec.layers[-1]
-    squashes = _is_softmax(last) or getattr(last, "activation", None) == "sigmoid"
+    on logits trains, and what predict turns into probabilities in NumPy. Only the output node
+    changes (its shapes, names and weights stay); a plan that already ends in logits is returned
+    as it is."""
+    last = plan.output
+    squashes = _is_softmax(last.layer) or getattr(last.layer, "activation", None) == "sigmoid"
     if not squashes:
         return plan
-    if isinstance(last, Softmax | Activation):
-        linear = Activation(type="Activation", activation="linear", name=last.name)
-        layers = [*plan.spec.layers[:-1], linear]
+    if isinstance(last.layer, Softmax | Activation):
+        linear: LayerBase = Activation(
+            type="Activation", activation="linear", name=last.name, inputs=last.inputs
+        )
     else:
-        layers = [*plan.spec.layers[:-1], last.model_copy(update={"activation": None})]
-    return infer(plan.spec.model_copy(update={"layers": layers}), plan.limits)
+        linear = last.layer.model_copy(update={"activation": None})
+    spec = plan.spec.model_copy(update={"layers": [*plan.spec.layers[:-1], linear]})
+    node = PlanLayer(
+        last.index, last.name, linear.KIND, linear, last.inputs, last.input_shapes,
+        last.output_shape, last.params, last.flops,
+    )  # fmt: skip
+    return Plan(spec, plan.input_shape, (*plan.layers[:-1], node), plan.limits)
 
 
 def _check_limits(plan: Plan, limits: Limits) -> list[Issue]:
@@ -428,28 +560,39 @@ def _si(value: float) -> str:
 
 
 def summary_text(plan: Plan) -> str:
-    """A table like Keras's ``model.summary()``, plus FLOPs. Shapes show the batch as None."""
-    rows = [
-        (
+    """A table like Keras's ``model.summary()``, plus FLOPs. Shapes show the batch as None. A
+    graph (not a chain) gets Keras's "Connected to" column, one input per line."""
+    graph = not plan.is_chain
+    rows: list[tuple[str, ...]] = []
+    for layer in plan.layers:
+        row = (
             f"{layer.name} ({layer.kind})",
             "(None, " + ", ".join(str(n) for n in layer.output_shape) + ")",
             f"{layer.params:,}",
             _si(layer.flops),
         )
-        for layer in plan.layers
-    ]
-    header = ("Layer (type)", "Output Shape", "Param #", "FLOPs")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+        if not graph:
+            rows.append(row)
+            continue
+        sources = [f"{name}[0][0]" for name in layer.inputs]
+        rows.append((*row, sources[0]))
+        rows += [("", "", "", "", source) for source in sources[1:]]
+    header: tuple[str, ...] = ("Layer (type)", "Output Shape", "Param #", "FLOPs")
+    header += ("Connected to",) if graph else ()
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     widths[0] = max(widths[0], 28)
     widths[1] = max(widths[1], 22)
 
     def line(cells: tuple[str, ...]) -> str:
-        return (
+        text = (
             f" {cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  "
             f"{cells[2]:>{widths[2]}}  {cells[3]:>{widths[3]}}"
-        ).rstrip()
+        )
+        if graph:
+            text += f"  {cells[4]}"
+        return text.rstrip()
 
-    rule = "_" * (sum(widths) + 8)
+    rule = "_" * (sum(widths) + 2 * len(widths))
     total = plan.total_params
     input_shape = "(None, " + ", ".join(str(n) for n in plan.input_shape) + ")"
     out = [f'Model: "{plan.name}"   input {input_shape}', rule, line(header), "=" * len(rule)]

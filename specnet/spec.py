@@ -11,6 +11,7 @@ Fields are strict: ``"64"``, ``true`` and ``10.0`` are not integers; ``yes``/``n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -32,13 +33,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from specnet._yaml import Located, Path, load_yaml
+from specnet.blocks import expand
 from specnet.errors import Issue, SpecValidationError, UsageError, brief
 
 __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
     "LAYER_KINDS",
+    "MAX_INPUTS",
     "Activation",
+    "Add",
+    "Average",
+    "Concatenate",
     "Conv2D",
     "Data",
     "Dense",
@@ -47,8 +53,11 @@ __all__ = [
     "Layer",
     "LayerBase",
     "MaxPool",
+    "Maximum",
+    "Multiply",
     "Softmax",
     "Spec",
+    "Subtract",
     "Train",
     "as_spec",
     "load_spec",
@@ -135,12 +144,39 @@ class _Model(BaseModel):
 # ----------------------------------------------------------------------------- layers
 
 
+def _to_names(value: object) -> object:
+    """``inputs: stem`` is ``inputs: [stem]``."""
+    return [value] if isinstance(value, str) else value
+
+
+#: the most inputs one layer may name (a merge of hundreds of tensors is a mistake, and each is
+#: a tensor held until the merge runs)
+MAX_INPUTS = 256
+Inputs = Annotated[
+    Annotated[tuple[LayerName, ...], at.Len(1, MAX_INPUTS)],
+    BeforeValidator(
+        _to_names,
+        json_schema_input_type=LayerName | Annotated[list[LayerName], at.Len(1, MAX_INPUTS)],
+    ),
+]
+
+
 class LayerBase(_Model):
-    """Fields every layer has. ``KIND`` is the canonical type; ``PREFIX`` Keras's auto-name."""
+    """Fields every layer has. ``KIND`` is the canonical type; ``PREFIX`` Keras's auto-name;
+    ``ARITY`` how many inputs it takes (at least, at most: None for no limit); ``MERGE`` whether
+    it combines several tensors (a Keras merge layer, called on a list).
+
+    ``inputs`` names the layers it reads (or ``input``, the model's input); without it a layer
+    reads the layer above. After loading, :attr:`inputs` is always filled in (the loader
+    resolves the default), and ``resolved()`` leaves it out where it is the default.
+    """
 
     KIND: ClassVar[str]
     PREFIX: ClassVar[str]
+    ARITY: ClassVar[tuple[int, int | None]] = (1, 1)
+    MERGE: ClassVar[bool] = False
     name: LayerName | None = None
+    inputs: Inputs | None = None
 
 
 class Conv2D(LayerBase):
@@ -219,6 +255,64 @@ class Softmax(LayerBase):
     axis: Literal[-1] = -1
 
 
+class _Merge(LayerBase):
+    """Keras's merge layers: several tensors of one shape → one (element-wise, in input order)."""
+
+    ARITY: ClassVar[tuple[int, int | None]] = (2, None)
+    MERGE = True
+
+
+class Add(_Merge):
+    """The element-wise sum of its inputs (Keras ``Add``: summed left to right)."""
+
+    KIND = "Add"
+    PREFIX = "add"
+    type: Literal["Add"]
+
+
+class Subtract(_Merge):
+    """``inputs[0] - inputs[1]`` (Keras ``Subtract``: exactly two inputs, order matters)."""
+
+    KIND = "Subtract"
+    PREFIX = "subtract"
+    ARITY: ClassVar[tuple[int, int | None]] = (2, 2)
+    type: Literal["Subtract"]
+
+
+class Multiply(_Merge):
+    """The element-wise product of its inputs (squeeze-and-excitation's gate)."""
+
+    KIND = "Multiply"
+    PREFIX = "multiply"
+    type: Literal["Multiply"]
+
+
+class Average(_Merge):
+    """The element-wise mean of its inputs (Keras: the sum, then divided by their count)."""
+
+    KIND = "Average"
+    PREFIX = "average"
+    type: Literal["Average"]
+
+
+class Maximum(_Merge):
+    """The element-wise maximum of its inputs."""
+
+    KIND = "Maximum"
+    PREFIX = "maximum"
+    type: Literal["Maximum"]
+
+
+class Concatenate(_Merge):
+    """Its inputs joined along ``axis`` (Keras's axes without the batch: -1 = channels), in
+    input order; every other axis must agree."""
+
+    KIND = "Concatenate"
+    PREFIX = "concatenate"
+    type: Literal["Concatenate"]
+    axis: Annotated[int, Strict(), at.Ge(-3), at.Le(3)] = -1
+
+
 LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Conv2D,
     Activation,
@@ -227,9 +321,27 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Flatten,
     Dense,
     Softmax,
+    Add,
+    Subtract,
+    Multiply,
+    Average,
+    Maximum,
+    Concatenate,
 )
 Layer = Annotated[
-    Conv2D | Activation | MaxPool | Dropout | Flatten | Dense | Softmax,
+    Conv2D
+    | Activation
+    | MaxPool
+    | Dropout
+    | Flatten
+    | Dense
+    | Softmax
+    | Add
+    | Subtract
+    | Multiply
+    | Average
+    | Maximum
+    | Concatenate,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
@@ -385,8 +497,27 @@ class Spec(_Model):
         return self._source.file if self._source is not None else "<spec>"
 
     def resolved(self) -> dict[str, Any]:
-        """The spec with every default filled in, as plain data (what a run directory stores)."""
-        return self.model_dump(mode="json", exclude={"schema_"})  # its one alias, $schema, left out
+        """The spec with every default filled in, as plain data (what a run directory stores).
+
+        A layer's ``inputs`` is written only where it is not the layer above, so a chain
+        resolves exactly as it did before graphs existed (runs and fingerprints stay valid)."""
+        data = self.model_dump(mode="json", exclude={"schema_"})  # its one alias, $schema, out
+        above = "input"
+        for layer in data["layers"]:
+            if layer["inputs"] == [above]:
+                del layer["inputs"]
+            above = layer["name"]
+        return data
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads the one above (a Keras ``Sequential``)."""
+        above = "input"
+        for layer in self.layers:
+            if layer.inputs != (above,):
+                return False
+            above = layer.name  # type: ignore[assignment]
+        return True
 
 
 # ----------------------------------------------------------------------------- loading
@@ -437,15 +568,18 @@ def _validate(source: Located) -> Spec:
                 )
             ]
         )
+    source = expand(source)
+    data = source.data
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        renamed = _keras1_fields(errors, source)
+        text = dataclasses.replace(source, as_written=True)  # errors in the text as written
+        renamed = _keras1_fields(errors, text)
         issues = [
-            _translate(error, source)
+            _translate(error, text)
             for error in errors
-            if not _covered_by_keras1(error, renamed, source)
+            if not _covered_by_keras1(error, renamed, text)
         ]
         raise SpecValidationError(sorted(set(issues), key=_order)) from None
     except BaseException as exc:
@@ -465,9 +599,10 @@ def _validate(source: Located) -> Spec:
             ]
         ) from None
     spec._source = source
-    issues = _name_layers(spec)
+    written = {layer.name: i for i, layer in enumerate(spec.layers) if layer.name is not None}
+    issues = _name_layers(spec) or _link_layers(spec, written)
     if issues:
-        raise SpecValidationError(issues)
+        raise SpecValidationError(sorted(set(issues), key=_order))
     return spec
 
 
@@ -482,6 +617,14 @@ def _name_layers(spec: Spec) -> list[Issue]:
     for i, layer in enumerate(spec.layers):
         if layer.name is None:
             continue
+        if layer.name == "input":
+            issues.append(
+                spec.issue(
+                    ("layers", i, "name"),
+                    "`input` is the model's input, not a layer name",
+                    "choose another name; `inputs: [input]` reads the model's input",
+                )
+            )
         if layer.name in taken:
             issues.append(
                 spec.issue(
@@ -504,6 +647,90 @@ def _name_layers(spec: Spec) -> list[Issue]:
                 break
         layer.name = candidate  # (counters only grow: no generated name repeats)
     return issues
+
+
+def _link_layers(spec: Spec, written: dict[str, int]) -> list[Issue]:
+    """Resolve every layer's ``inputs`` (the layer above by default) and refuse a graph that is
+    not one: a name that is not an earlier, explicitly named layer (a reference to itself or to
+    a layer below is how a cycle would be written), the wrong number of inputs, and a layer no
+    later layer reads (only the last layer is the output: a dead branch is usually a typo, and
+    it would hold parameters no gradient reaches, which DDP refuses). ``written``: the names
+    the spec gives (an automatic name is no reference: it shifts when a layer is inserted)."""
+    issues: list[Issue] = []
+    position = {str(layer.name): i for i, layer in enumerate(spec.layers)}
+    used: set[str] = set()
+    above = "input"
+    for i, layer in enumerate(spec.layers):
+        assert layer.name is not None  # named by _name_layers
+        given = layer.inputs is not None
+        if layer.inputs is None:
+            layer.inputs = (above,)
+        else:
+            for k, ref in enumerate(layer.inputs):
+                problem = _reference_problem(spec, i, ref, written, position)
+                if problem:
+                    issues.append(spec.issue(("layers", i, "inputs", k), *problem))
+        low, high = layer.ARITY
+        count = len(layer.inputs)
+        if count < low or (high is not None and count > high):
+            bound = low if count < low else high
+            wanted = "exactly" if low == high else "at least" if count < low else "at most"
+            issues.append(
+                spec.issue(
+                    ("layers", i, "inputs") if given else ("layers", i),
+                    f"{layer.KIND} takes {wanted} {bound} input{'s' if bound != 1 else ''}, "
+                    f"received {count}",
+                    "name them: `inputs: [a, b]`" if layer.MERGE else "name one: `inputs: [a]`",
+                )
+            )
+        used.update(layer.inputs)
+        above = layer.name
+    if issues:  # (a wrong reference would make the layer it meant look unused)
+        return issues
+    for i, layer in enumerate(spec.layers[:-1]):
+        if layer.name not in used:
+            issues.append(
+                spec.issue(
+                    ("layers", i),
+                    f"layer {layer.name!r} is not read by any later layer; only the last layer "
+                    "is the network's output",
+                    "name it in a later layer's `inputs`, or remove it",
+                )
+            )
+    return issues
+
+
+def _reference_problem(
+    spec: Spec, i: int, ref: str, written: dict[str, int], position: dict[str, int]
+) -> tuple[str, str] | None:
+    """(message, hint) when layers[i] may not read ``ref``, else None."""
+    name = spec.layers[i].name
+    if ref == "input":
+        return None
+    if ref == name:
+        return (
+            f"layer {name!r} cannot read its own output",
+            "a graph has no cycles; name a layer above",
+        )
+    if ref in position and position[ref] > i:
+        return (
+            f"{ref!r} is layers[{position[ref]}], below this layer; a layer reads only the "
+            "layers above it",
+            "the written order is the order of computation: move the layer up",
+        )
+    if ref in position and ref not in written:
+        return (
+            f"{ref!r} is an automatic name; refer only to layers named in the spec",
+            f"add `name: {ref}` to layers[{position[ref]}] (automatic names shift when a layer "
+            "is inserted above)",
+        )
+    if ref in written:
+        return None
+    close = _suggest(ref, ["input", *written])
+    return (
+        f"no layer named {ref!r} above this one",
+        f"did you mean {close!r}?" if close else "name an earlier layer or `input`",
+    )
 
 
 # ----------------------------------------------------------------------------- error translation
@@ -568,7 +795,11 @@ def _fields_of(parent: object, parent_path: Path) -> list[str]:
         model = _LAYER_BY_TYPE.get(str(parent.get("type")))
     if model is None:
         return []
-    return [info.alias or name for name, info in model.model_fields.items()]
+    fields = [info.alias or name for name, info in model.model_fields.items()]
+    if "inputs" in fields:  # the graph's field reads best after the layer's own
+        fields.remove("inputs")
+        fields.append("inputs")
+    return fields
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -779,6 +1010,15 @@ def _translate(error: Any, source: Located) -> Issue:
     }
     if kind in bounds:
         return source.issue(path, f"expected a value {bounds[kind].format(**ctx)}, received {got}")
+    if path[-1:] == ("inputs",) and kind in ("too_long", "too_short"):
+        if kind == "too_short":
+            return source.issue(path, "expected at least one name, received an empty list",
+                                "leave `inputs` out to read the layer above")  # fmt: skip
+        return source.issue(
+            path,
+            f"expected at most {MAX_INPUTS} inputs, received {ctx['actual_length']:,}",
+            "a layer merging this many tensors is a mistake (each is held until the merge)",
+        )
     if kind in ("too_long", "string_too_short"):  # (the one list with a minimum is layers)
         return source.issue(path, f"{error['msg'].lower()}, received {got}")
     if kind == "string_pattern_mismatch":

@@ -96,7 +96,7 @@ def training_plan(plan: Plan) -> Plan:
                 ]
             )
         return logits_plan(plan)
-    last = plan.spec.layers[-1]
+    last = plan.output.layer
     if out[0] != 1 or getattr(last, "activation", None) not in ("sigmoid", None, "linear"):
         raise SpecValidationError(
             [
@@ -549,8 +549,8 @@ def _check_cuda(backend: str) -> None:
         if not require("torch").cuda.is_available():
             raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
         return
-    from specnet.backends.keras import _keras
+    from specnet._frameworks import keras_module
 
-    _keras()
+    keras_module()
     if not require("tensorflow").config.list_physical_devices("GPU"):
         raise RuntimeFailure("--device cuda: TensorFlow sees no GPU here")

@@ -23,9 +23,9 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specnet import _standalone
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
-from specnet.backends import _standalone
 from specnet.errors import UsageError
 from specnet.spec import Conv2D, Dense
 

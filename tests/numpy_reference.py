@@ -68,3 +68,60 @@ def flatten(x: np.ndarray) -> np.ndarray:
 def dense(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     out = x @ kernel
     return out if bias is None else out + bias
+
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "tanh": np.tanh,
+    "softmax": lambda x: (
+        np.exp(x - x.max(-1, keepdims=True))
+        / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)
+    ),
+}
+
+
+_KERAS_NAMES = {"MaxPooling2D": "MaxPool", "MaxPool2D": "MaxPool", "Convolution2D": "Conv2D"}
+
+
+def network(layers: list[dict], weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """A resolved spec's layers (``Spec.resolved()["layers"]``, plain dicts) run in float64 on
+    NHWC ``x``: each layer reads the one above unless it names its ``inputs`` (Keras's
+    functional semantics, from Keras's documentation); merges as Keras defines them."""
+    values = {"input": x.astype(np.float64)}
+    above = "input"
+    for layer in layers:
+        args = [values[name] for name in layer.get("inputs", [above])]
+        kind, name = _KERAS_NAMES.get(layer["type"], layer["type"]), layer["name"]
+        kernel, bias = weights.get(f"{name}.kernel"), weights.get(f"{name}.bias")
+        if kind == "Conv2D":
+            out = conv2d(args[0], kernel, bias, layer["strides"], layer["padding"],
+                         layer["dilation_rate"])  # fmt: skip
+        elif kind == "Dense":
+            out = dense(args[0], kernel, bias)
+        elif kind == "MaxPool":
+            out = max_pool(args[0], layer["pool_size"], layer["strides"] or layer["pool_size"],
+                           layer["padding"])  # fmt: skip
+        elif kind == "Flatten":
+            out = flatten(args[0])
+        elif kind in ("Dropout", "Activation", "Softmax"):
+            out = args[0]
+        elif kind == "Add":
+            out = sum(args[1:], args[0])
+        elif kind == "Subtract":
+            out = args[0] - args[1]
+        elif kind == "Multiply":
+            out = np.prod(args, axis=0)
+        elif kind == "Average":
+            out = sum(args[1:], args[0]) / len(args)
+        elif kind == "Maximum":
+            out = np.maximum.reduce(args)
+        elif kind == "Concatenate":
+            out = np.concatenate(args, axis=layer["axis"])  # Keras's axis counts the batch
+        else:
+            raise NotImplementedError(kind)
+        activation = "softmax" if kind == "Softmax" else layer.get("activation")
+        values[name] = ACTIVATIONS[activation or "linear"](out)
+        above = name
+    return values[above]

@@ -12,7 +12,7 @@ from specnet import infer, load_spec
 from specnet.backends import BACKENDS, get_backend
 from specnet.backends import keras as keras_backend
 from specnet.backends import torch as torch_backend
-from specnet.shapes import RULES, ends_in_softmax, logits_plan, output_flatten
+from specnet.shapes import RULES, ends_in_softmax, flatten_folds, logits_plan
 from specnet.spec import LAYER_KINDS
 from specnet.weights import init_weights, load_weights, save_weights
 from tests.conftest import SPECS
@@ -48,7 +48,9 @@ def test_inference_parity(path: Path) -> None:
 
 
 def _keras_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    return {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    """Every layer's output shape; a functional model's first layer is its InputLayer."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    return {layer.name: tuple(layer.output.shape[1:]) for layer in layers}
 
 
 def _torch_shapes(model: Any, plan: Any, x: np.ndarray) -> dict[str, tuple[int, ...]]:
@@ -60,12 +62,13 @@ def _torch_shapes(model: Any, plan: Any, x: np.ndarray) -> dict[str, tuple[int, 
             lambda _m, _i, out, name=name: seen.__setitem__(name, tuple(out.shape[1:]))
         )
     with torch.no_grad():
-        model(torch.from_numpy(x).permute(0, 3, 1, 2))
-    # the last module of each spec layer; NCHW → NHWC
+        values = model.trace(torch.from_numpy(x).permute(0, 3, 1, 2))
+    # the last module of each spec layer (a merge has none: its value); NCHW → NHWC
     out = {}
     for step in plan.layers:
         modules = torch_backend.LAYERS[type(step.layer)](step.layer, step)
-        shape = seen[modules[-1][0]]
+        shape = seen[modules[-1][0]] if modules else tuple(values[step.name].shape[1:])
+        assert tuple(values[step.name].shape[1:]) == shape
         out[step.name] = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
     return out
 
@@ -157,6 +160,6 @@ def test_a_flattened_output_is_in_keras_order_on_every_runtime(tail: list[dict[s
     # ONNX: one Transpose back to (h, w, c) before the image's Flatten; a vector's Flatten (the
     # identity) is no node at all
     ops = [node.op_type for node in model.proto().graph.node]
-    back = ["Transpose"] if output_flatten(plan) else []
+    back = ["Transpose"] if flatten_folds(plan)[1] else []
     assert ops[: 3 + len(back)] == ["Transpose", "Conv", *back, "Flatten"]
     assert ops.count("Flatten") == 1

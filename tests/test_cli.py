@@ -70,7 +70,7 @@ def test_summary_json(cli) -> None:  # type: ignore[no-untyped-def]
     assert doc["input_shape"] == [28, 28, 1]
     assert doc["total_params"] == 34_826
     assert [layer["type"] for layer in doc["layers"]][:2] == ["Conv2D", "MaxPool"]
-    assert set(doc["layers"][0]) == {"name", "type", "output_shape", "params", "flops"}
+    assert set(doc["layers"][0]) == {"name", "type", "inputs", "output_shape", "params", "flops"}
 
 
 def test_limit_flags(cli) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ values = st.recursive(
     ),
     max_leaves=12,
 )
+NAMES = ["a", "b", "c", "input", "a_b", "conv2d", "blk", "$f"]
 FIELDS = [
     "filters",
     "kernel_size",
@@ -79,21 +80,55 @@ layer = st.fixed_dictionaries(
                 "Softmax",
                 "Conv3D",
                 "dense",
+                "Add",
+                "Subtract",
+                "Multiply",
+                "Average",
+                "Maximum",
+                "Concatenate",
             ]
         )
     },
     optional={
-        field: st.one_of(st.integers(-3, 40), st.lists(st.integers(-1, 9), max_size=3), values)
-        for field in FIELDS
+        **{
+            field: st.one_of(st.integers(-3, 40), st.lists(st.integers(-1, 9), max_size=3), values)
+            for field in FIELDS
+        },
+        # graphs: names that references can hit (or miss, or point below, or at themselves)
+        "name": st.one_of(st.sampled_from(NAMES), values),
+        "inputs": st.one_of(
+            st.sampled_from(NAMES), st.lists(st.sampled_from(NAMES), max_size=5), values
+        ),
     },
+)
+block_use = st.fixed_dictionaries(
+    {"block": st.sampled_from(["blk", "nope", "input"])},
+    optional={"name": st.one_of(st.sampled_from(NAMES), values), "f": values, "g": values},
+)
+blocks = st.one_of(
+    values,
+    st.fixed_dictionaries(
+        {
+            "blk": st.fixed_dictionaries(
+                {"layers": st.lists(layer, max_size=4)},
+                optional={"params": st.one_of(st.just(["f"]), values), "extra": values},
+            )
+        }
+    ),
 )
 spec_dicts = st.fixed_dictionaries(
     {
         "name": st.one_of(st.just("fuzz"), scalars),
         "input_shape": st.one_of(st.lists(st.integers(-2, 300), min_size=3, max_size=3), values),
-        "layers": st.lists(layer, max_size=8),
+        "layers": st.lists(st.one_of(layer, layer, layer, block_use), max_size=8),
     },
-    optional={"train": values, "data": values, "class_names": values, "extra": values},
+    optional={
+        "train": values,
+        "data": values,
+        "class_names": values,
+        "extra": values,
+        "blocks": blocks,
+    },
 )
 
 

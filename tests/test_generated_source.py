@@ -477,7 +477,7 @@ def test_tensorflow_start_up_chatter_is_filtered_and_the_rest_passed_on(
     import os
     import sys
 
-    from specnet.backends import keras as keras_backend
+    from specnet import _frameworks
 
     def fake_tensorflow(name: str) -> None:
         assert name == "tensorflow"
@@ -486,8 +486,8 @@ def test_tensorflow_start_up_chatter_is_filtered_and_the_rest_passed_on(
                     b"E external/xla: a real problem\n\n")  # fmt: skip
 
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
-    monkeypatch.setattr(keras_backend, "require", fake_tensorflow)
-    keras_backend._import_tensorflow()
+    monkeypatch.setattr(_frameworks, "require", fake_tensorflow)
+    _frameworks.import_tensorflow()
     captured = capfd.readouterr()
     assert captured.err == "E external/xla: a real problem\n"
     os.write(2, b"after\n")  # fd 2 is the terminal's again
@@ -596,16 +596,16 @@ def test_keras_runs_on_tensorflow_quietly_unless_told_otherwise(
     before importing them, unless the user set either."""
     import os
 
-    from specnet.backends import keras as keras_backend
+    from specnet import _frameworks
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    keras = keras_backend._keras()
+    keras = _frameworks.keras_module()
     assert (os.environ["KERAS_BACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("tensorflow", "2")
     assert keras.backend.backend() == "tensorflow"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow ")
-    keras_backend._keras()
+    _frameworks.keras_module()
     assert (os.environ["KERAS_BACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("tensorflow ", "3")
 
 

@@ -86,13 +86,20 @@ def test_direct_graph(path: Path) -> None:
         _check_contract(model, plan, layout, "direct")
         ops = [node.op_type for node in model.graph.node]
         assert ops.count("Transpose") == (1 if layout == "nhwc" else 0)
-        assert not {"Dropout", "Shape", "Gather", "Reshape", "Concat"} & set(ops)
-        # one node per spec operation (a fused activation is one more), Dropout and linear gone
+        concatenates = any(step.kind == "Concatenate" for step in plan.layers)
+        shape_work = {"Dropout", "Shape", "Gather", "Reshape"} | (
+            set() if concatenates else {"Concat"}
+        )
+        assert not shape_work & set(ops)
+        # one node per spec operation (a fused activation is one more), Dropout and linear gone;
+        # a merge of n inputs is n - 1 binary nodes (Average one more: the division)
         expected = 1 if layout == "nhwc" else 0
         for step in plan.layers:
             activation = getattr(step.layer, "activation", None)
             fused = step.kind != "Activation" and activation not in (None, "linear")
-            expected += {"Dropout": 0, "Activation": activation != "linear"}.get(step.kind, 1)
+            merged = len(step.inputs) - 1 + (step.kind == "Average")
+            one = merged if step.layer.MERGE and step.kind != "Concatenate" else 1
+            expected += {"Dropout": 0, "Activation": activation != "linear"}.get(step.kind, one)
             expected += fused
         gelu_extra = 4 * sum(1 for node in model.graph.node if node.name.endswith("/gelu_div"))
         assert len(ops) == expected + gelu_extra  # opset 18 spells exact GELU in 5 nodes

@@ -125,6 +125,7 @@ def test_summary_json_document() -> None:
     assert doc["layers"][0] == {
         "name": "conv2d",
         "type": "Conv2D",
+        "inputs": ["input"],
         "output_shape": [30, 30, 32],
         "params": 896,
         "flops": 30 * 30 * (2 * 3 * 3 * 3 * 32 + 32),
@@ -390,11 +391,25 @@ def test_summary_columns_stay_aligned_for_long_names_and_shapes() -> None:
         ([{"type": "Conv2D", "filters": 2, "kernel_size": 1}], None),
         ([{"type": "Flatten", "name": "a"}, {"type": "Dense", "units": 2},
           {"type": "Flatten", "name": "b"}, {"type": "Dropout", "rate": 0.1}], None),
+        # graphs: a vector that is merged keeps Keras's order; one only Denses read is folded
+        ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 32, "name": "d"},
+          {"type": "Add", "inputs": ["f", "d"]}], "f"),
+        ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "d"},
+          {"type": "Dropout", "rate": 0.1, "name": "e", "inputs": ["f"]},
+          {"type": "Dense", "units": 2, "name": "g"}, {"type": "Add", "inputs": ["d", "g"]}], None),
+        ([{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 2, "name": "d"},
+          {"type": "Concatenate", "inputs": ["d", "f"]}], "f"),
     ],
 )  # fmt: skip
-def test_the_flatten_whose_vector_is_the_output(layers: list[dict], output: str | None) -> None:  # type: ignore[type-arg]
-    from specnet.shapes import output_flatten
+def test_the_flatten_that_keeps_keras_order(layers: list[dict], output: str | None) -> None:  # type: ignore[type-arg]
+    """A Flatten keeps Keras's (h, w, c) order on the NCHW backends unless every reader of its
+    vector (through Dropout, Activation, Softmax) is a Dense, whose rows are folded instead."""
+    from specnet.shapes import flatten_folds
     from specnet.spec import spec_from_dict
 
     plan = infer(spec_from_dict({"name": "t", "input_shape": [4, 4, 2], "layers": layers}))
-    assert output_flatten(plan) == output
+    folds, in_order = flatten_folds(plan)
+    assert in_order == ({output} if output else set())
+    flattens = {s.name for s in plan.layers if s.kind == "Flatten" and len(s.input_shape) == 3}
+    folded = {s.name for s in plan.layers if s.kind == "Dense" and s.inputs[0] not in in_order}
+    assert set(folds) == (folded if flattens - in_order else set())

@@ -505,7 +505,7 @@ _BASE = {
         ({"layers": [{"type": "Dense", "units": 2, "zzz": 1}]}, "layers[0].zzz",
          "unknown field `zzz`",
          "valid fields here: name, type, units, activation, use_bias, kernel_initializer, "
-         "bias_initializer"),
+         "bias_initializer, inputs"),
         ({"layers": [{"type": "MaxPool", "pool_size": "(3, 5)"}]}, "layers[0].pool_size",
          "expected a positive integer or a pair [height, width] of them, received the string "
          "'(3, 5)'", "write [3, 5]: YAML reads parentheses as text"),

@@ -7,6 +7,7 @@ Every backend implements :class:`Backend`. Modules import their framework lazily
 from __future__ import annotations
 
 import importlib
+import keyword
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +29,7 @@ __all__ = [
     "call_source",
     "get_backend",
     "py_literal",
+    "value_names",
 ]
 
 # name → module holding a ``BACKEND`` object
@@ -114,6 +116,30 @@ def py_literal(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(map(py_literal, value)) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
+
+
+#: names a generated file already uses: a layer with one of these names gets a trailing _
+_TAKEN = {"x", "inputs", "layers", "keras", "model", "self", "torch", "nn", "np", "weights"}
+
+
+def value_names(plan: Plan, input_name: str | None = None) -> dict[str, str]:
+    """The variable each value has in generated source, as a person would write it: ``x`` for a
+    value only the next layer reads (and the output), else its layer's name, like torchvision's
+    ``identity = x``. The model's input is ``input_name``, or (None) ``x`` when only the first
+    layer reads it and ``inputs`` otherwise."""
+    readers = plan.consumers()
+    order = ["input", *(step.name for step in plan.layers)]
+    names: dict[str, str] = {}
+    for value, after in zip(order, [*order[1:], None], strict=True):
+        read = readers[value]
+        alone = len(read) == 1 and read[0].name == after and read[0].inputs.count(value) == 1
+        if value == "input":
+            names[value] = input_name or ("x" if alone else "inputs")
+        elif after is None or alone:
+            names[value] = "x"
+        else:
+            names[value] = f"{value}_" if value in _TAKEN or keyword.iskeyword(value) else value
+    return names
 
 
 def get_backend(name: str) -> Backend:

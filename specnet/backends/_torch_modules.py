@@ -6,6 +6,9 @@ stock ``nn`` classes: these change speed, not the function.
 
 from __future__ import annotations
 
+import functools
+import operator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,6 +73,68 @@ class FlattenHWC(torch.nn.Module):
 
     def forward(self, x: Any) -> Any:
         return x.permute(0, 2, 3, 1).flatten(1)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One spec layer in :class:`Graph`'s forward: merge its inputs (a merge layer, with
+    ``dim`` for a concatenation), run its child modules in order, store the value under
+    ``name`` and free the values nothing later reads."""
+
+    name: str
+    inputs: tuple[str, ...]
+    merge: str | None
+    dim: int
+    children: tuple[str, ...]
+    release: tuple[str, ...]
+
+
+def _reduce(op: Any) -> Any:
+    return lambda xs, dim: functools.reduce(op, xs)  # left to right, as Keras's merge layers
+
+
+#: merge layer kind → its function, in Keras's order of operations (``a + b + c`` is
+#: ``(a + b) + c``; Average sums first, then divides by the count)
+MERGES: dict[str, Any] = {
+    "Add": _reduce(operator.add),
+    "Subtract": lambda xs, dim: xs[0] - xs[1],
+    "Multiply": _reduce(operator.mul),
+    "Average": lambda xs, dim: functools.reduce(operator.add, xs) / len(xs),
+    "Maximum": _reduce(torch.maximum),
+    "Concatenate": lambda xs, dim: torch.cat(xs, dim=dim),
+}
+
+
+class Graph(torch.nn.Module):
+    """A spec's network: its modules registered flat under their names (state_dict keys read
+    ``conv2d.weight``, as an ``nn.Sequential`` of the same names would), and a forward that walks
+    the spec's layers over a dict of named values, freeing each as soon as nothing reads it."""
+
+    def __init__(self, children: dict[str, torch.nn.Module], steps: list[Step]) -> None:
+        super().__init__()
+        for name, child in children.items():
+            self.add_module(name, child)
+        self.steps = steps
+
+    def forward(self, x: Any) -> Any:
+        return self._run(x, keep=False)[self.steps[-1].name]
+
+    def trace(self, x: Any) -> dict[str, Any]:
+        """Every layer's value (NCHW), keyed by layer name: where two runtimes part ways."""
+        return self._run(x, keep=True)
+
+    def _run(self, x: Any, keep: bool) -> dict[str, Any]:
+        values = {"input": x}
+        for step in self.steps:
+            args = [values[name] for name in step.inputs]
+            x = MERGES[step.merge](args, step.dim) if step.merge else args[0]
+            for child in step.children:
+                x = getattr(self, child)(x)
+            values[step.name] = x
+            if not keep:
+                for name in step.release:
+                    del values[name]
+        return values
 
 
 # stock nn class name → faster module with the same constructor and semantics; FlattenHWC is no

@@ -1,8 +1,13 @@
-"""The Keras 3 (TensorFlow) backend: a ``keras.Sequential`` per Plan.
+"""The Keras 3 (TensorFlow) backend: a functional ``keras.Model`` per Plan.
 
 Keras's layout is the canonical one, so weights pass through unchanged. Each layer kind maps
 through :data:`LAYERS` to a Keras class name and its keyword arguments; the same table builds
 the live model and writes the standalone source, so the two cannot drift apart.
+
+The live model is always functional, a chain too (one code path: the loop over named values
+that Keras's own ``Functional`` runs), so ``model.layers`` starts with the ``InputLayer``. The
+generated source of a chain still reads as the ``keras.Sequential`` of the Keras blog; a graph's
+is functional, each value called ``x`` unless a later layer reads it again.
 """
 
 from __future__ import annotations
@@ -10,27 +15,37 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from specnet import __version__
-from specnet._frameworks import require
+from specnet import __version__, _standalone
+from specnet._frameworks import keras_module
 from specnet._io import TEMP_SUFFIX, current_umask
-from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source
+from specnet.backends import (
+    DEFAULT_OPTIONS,
+    TrainOptions,
+    call_source,
+    value_names,
+)
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan, PlanLayer, ends_in_softmax
 from specnet.spec import (
     Activation,
+    Add,
+    Average,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
     LayerBase,
+    Maximum,
     MaxPool,
+    Multiply,
     Softmax,
+    Subtract,
     Train,
 )
 from specnet.weights import Weights, check_weights, expected_shapes
@@ -86,6 +101,14 @@ def _softmax(layer: Softmax) -> Call:
     return "Softmax", {"axis": layer.axis}
 
 
+def _concatenate(layer: Concatenate) -> Call:
+    return "Concatenate", {"axis": layer.axis}
+
+
+def _merge(layer: LayerBase) -> Call:
+    return layer.KIND, {}  # Keras's class has the spec's name and no other field
+
+
 LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Conv2D: _conv2d,
     Activation: _activation,
@@ -94,37 +117,13 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    Add: _merge,
+    Subtract: _merge,
+    Multiply: _merge,
+    Average: _merge,
+    Maximum: _merge,
+    Concatenate: _concatenate,
 }
-
-
-_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
-
-
-def _import_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up chatter (info lines printed to fd 2 before its
-    logging is configured, which TF_CPP_MIN_LOG_LEVEL cannot silence) filtered out; any other
-    line it prints is passed on."""
-    if "tensorflow" in sys.modules:
-        return
-    with tempfile.TemporaryFile() as capture:
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            require("tensorflow")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if line and not line.startswith(_NOISE):
-                    print(line, file=sys.stderr)
-
-
-def _keras() -> Any:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _import_tensorflow()
-    return require("keras")
 
 
 def _call(step: PlanLayer) -> Call:
@@ -144,6 +143,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "Dense": _WEIGHTED,
     "MaxPooling2D": {"padding": "valid"},
     "Softmax": {"axis": -1},
+    "Concatenate": {"axis": -1},
 }
 
 
@@ -157,7 +157,7 @@ _LOSSES = {
 def _loss(plan: Plan) -> tuple[str, bool]:
     """The Keras loss class for ``train.loss`` and its ``from_logits``: on probabilities when
     the network ends in softmax (or sigmoid), on logits otherwise."""
-    last = plan.spec.layers[-1]
+    last = plan.output.layer
     squashed = ends_in_softmax(plan) or getattr(last, "activation", None) == "sigmoid"
     return _LOSSES[plan.spec.train.loss], not squashed
 
@@ -170,7 +170,7 @@ def loss_source(plan: Plan) -> str:
 
 def compile_model(model: Any, plan: Plan) -> None:
     """``model.compile`` with the spec's optimizer, loss and metrics (what ``fit`` needs)."""
-    keras = _keras()
+    keras = keras_module()
     from specnet.backends.keras_train import optimizer
 
     cls, from_logits = _loss(plan)
@@ -193,15 +193,20 @@ _LABELS = {
 
 
 class KerasBackend:
-    """Keras 3 on TensorFlow. Models are ``keras.Sequential``; the input is NHWC."""
+    """Keras 3 on TensorFlow. Models are functional ``keras.Model``s; the input is NHWC."""
 
     name = "keras"
     native_file = "model.keras"
 
     def build(self, plan: Plan) -> Any:
-        keras = _keras()
-        layers = [getattr(keras.layers, cls)(**kwargs) for cls, kwargs in map(_call, plan.layers)]
-        return keras.Sequential([keras.Input(shape=plan.input_shape), *layers], name=plan.name)
+        keras = keras_module()
+        values = {"input": keras.Input(shape=plan.input_shape, name="input")}
+        for step in plan.layers:
+            cls, kwargs = _call(step)
+            args = [values[name] for name in step.inputs]
+            layer = getattr(keras.layers, cls)(**kwargs)
+            values[step.name] = layer(args if step.layer.MERGE else args[0])
+        return keras.Model(values["input"], values[plan.output.name], name=plan.name)
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
         weights = check_weights(plan, weights)
@@ -247,7 +252,7 @@ class KerasBackend:
                 os.unlink(tmp)
 
     def load_native(self, path: Path, plan: Plan) -> Any:
-        keras = _keras()
+        keras = keras_module()
         return keras.saving.load_model(path, compile=False, safe_mode=True)
 
     def trainer(
@@ -263,16 +268,29 @@ class KerasBackend:
         return KerasTrainer(self, plan, train, weights, options)
 
     def emit_source(self, plan: Plan) -> str:
-        lines = []
+        calls = []
         for step in plan.layers:
             cls, kwargs = _call(step)
             defaults = _DEFAULTS.get(cls, {})
             if cls == "MaxPooling2D":  # Keras's default: strides = pool_size
                 defaults = {**defaults, "strides": kwargs["pool_size"]}
             shape = ", ".join(str(n) for n in step.output_shape)
-            call = call_source(cls, (), kwargs, defaults)
-            lines.append(f"            layers.{call},  # -> (None, {shape})")
-        body = "\n".join(lines)
+            calls.append((f"layers.{call_source(cls, (), kwargs, defaults)}", f"(None, {shape})"))
+        if plan.is_chain:
+            body = "\n".join(f"            {call},  # -> {shape}" for call, shape in calls)
+            network = _SEQUENTIAL.format(input_shape=tuple(plan.input_shape), layers=body)
+        else:
+            names = value_names(plan, "inputs")
+            lines = []
+            for step, (call, shape) in zip(plan.layers, calls, strict=True):
+                args = [names[name] for name in step.inputs]
+                given = f"[{', '.join(args)}]" if step.layer.MERGE else args[0]
+                lines.append(f"    {names[step.name]} = {call}({given})  # -> {shape}")
+            network = _FUNCTIONAL.format(
+                input_shape=tuple(plan.input_shape),
+                layers="\n".join(lines),
+                output=names[plan.output.name],
+            )
         reader = inspect.getsource(_standalone.read_safetensors)
         config = plan.spec.train.optimizer
         defaults = {key: info.default for key, info in type(config).model_fields.items()}
@@ -288,7 +306,7 @@ class KerasBackend:
             name=plan.name,
             version=__version__,
             input_shape=tuple(plan.input_shape),
-            layers=body,
+            network=network.replace("{name}", repr(plan.name)),
             reader=reader,
         )
 
@@ -315,13 +333,7 @@ from keras import layers
 def build_model() -> keras.Model:
     """The network, input channels last: {input_shape}; compiled as the spec trains it, so
     ``model.fit(x, y)`` works at once."""
-    model = keras.Sequential(
-        [
-            keras.Input(shape={input_shape}),
-{layers}
-        ],
-        name={name!r},
-    )
+{network}
     model.compile(
         optimizer={optimizer},
         loss={loss},
@@ -333,7 +345,7 @@ def build_model() -> keras.Model:
 {reader}
 
 def load_canonical_weights(model: keras.Model, path: str | Path) -> None:
-    """Load specnet's canonical weights (Keras's own layout: nothing to convert)."""
+    """Load specnet's canonical weights (Keras's own layout: nothing to convert), by name."""
     weights = read_safetensors(path)
     for layer in model.layers:
         values = [weights[f"{{layer.name}}.{{k}}"] for k in ("kernel", "bias")
@@ -341,5 +353,19 @@ def load_canonical_weights(model: keras.Model, path: str | Path) -> None:
         if values:
             layer.set_weights(values)
 '''
+
+_SEQUENTIAL = """\
+    model = keras.Sequential(
+        [
+            keras.Input(shape={input_shape}),
+{layers}
+        ],
+        name={{name}},
+    )"""
+
+_FUNCTIONAL = """\
+    inputs = keras.Input(shape={input_shape}, name="input")
+{layers}
+    model = keras.Model(inputs, {output}, name={{name}})"""
 
 BACKEND = KerasBackend()

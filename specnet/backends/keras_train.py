@@ -8,7 +8,8 @@ plan has no final softmax; ``from_logits=True``), as Keras itself does under the
 softmax output on TensorFlow; the saved model keeps its softmax.
 
 A checkpoint holds all of ``model.variables`` — which include each Dropout's seed-generator state,
-left out of ``.keras`` and ``.weights.h5`` files — and all of ``optimizer.variables``.
+left out of ``.keras`` and ``.weights.h5`` files — and all of ``optimizer.variables``, keyed by
+layer and variable name (see :meth:`KerasTrainer._variables`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from specnet._frameworks import require
+from specnet._frameworks import keras_module, require
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
-from specnet.backends.keras import _keras
 from specnet.errors import RuntimeFailure, UsageError
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
 from specnet.weights import Weights
 
-keras = _keras()
+keras = keras_module()
 
 
 def optimizer(config: SGD | Adam | RMSprop) -> Any:
@@ -172,18 +172,43 @@ class KerasTrainer:
     def weights(self) -> Weights:
         return self.backend.get_weights(self.model, self.plan)  # type: ignore[no-any-return]
 
+    def _variables(self) -> dict[str, Any]:
+        """Every model and optimizer variable by a stable name: ``model/<layer>/<variable>``
+        (``model/conv2d/kernel``, ``model/dropout/seed_generator_state``) and
+        ``optimizer/<variable>`` (``optimizer/conv2d_kernel_momentum``). Not by position:
+        a functional model orders its variables by Keras's graph traversal, not the spec's,
+        and not by ``variable.path``: a seed generator's path carries a counter of how many
+        were made before it in the process."""
+        named = {
+            f"model/{layer.name}/{variable.name}": variable
+            for layer in self.model.layers
+            for variable in layer.variables
+        }
+        named.update({f"optimizer/{v.name}": v for v in self.optimizer.variables})
+        count = len(self.model.variables) + len(self.optimizer.variables)
+        assert len(named) == count, "two variables share a name"
+        return named
+
     def state(self) -> dict[str, Any]:
-        """Everything a resume needs: every model and optimizer variable, in order."""
+        """Everything a resume needs: every model and optimizer variable, by name."""
         np = require("numpy")
-        out = {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.model.variables)}
-        for i, variable in enumerate(self.optimizer.variables):
-            out[f"optimizer/{i}"] = np.asarray(variable.numpy())
-        return out
+        return {key: np.asarray(variable.numpy()) for key, variable in self._variables().items()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        for prefix, variables in (
-            ("model", self.model.variables),
-            ("optimizer", self.optimizer.variables),
-        ):
-            for i, variable in enumerate(variables):
-                variable.assign(state[f"{prefix}/{i}"])
+        if "model/0" in state:  # a checkpoint from before graphs: variables by position
+            for prefix, variables in (
+                ("model", self.model.variables),
+                ("optimizer", self.optimizer.variables),
+            ):
+                for i, variable in enumerate(variables):
+                    variable.assign(state[f"{prefix}/{i}"])
+            return
+        variables = self._variables()
+        missing = [key for key in variables if key not in state]
+        if missing:
+            raise RuntimeFailure(
+                f"the checkpoint lacks {', '.join(missing[:3])}"
+                + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            )
+        for key, variable in variables.items():
+            variable.assign(state[key])

@@ -26,16 +26,23 @@ from specnet._io import atomic_write_bytes
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.torch import apply_steps, conversions
 from specnet.errors import UsageError
-from specnet.shapes import Plan, PlanLayer, output_flatten, same_padding
+from specnet.layout import nchw_axis
+from specnet.shapes import Plan, PlanLayer, concat_axis, flatten_folds, same_padding
 from specnet.spec import (
     Activation,
+    Add,
+    Average,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
     LayerBase,
+    Maximum,
     MaxPool,
+    Multiply,
     Softmax,
+    Subtract,
     Train,
 )
 from specnet.weights import Weights, check_weights
@@ -127,6 +134,21 @@ def _softmax(layer: Softmax, step: PlanLayer, opset: int) -> list[Node]:
     return [("Softmax", [], {"axis": 1})]
 
 
+def _chain(op: str) -> Callable[[Any, PlanLayer, int], list[Node]]:
+    """A merge as binary nodes left to right (``(a + b) + c``), Keras's order of operations."""
+    return lambda layer, step, opset: [(op, [], {})] * (len(step.inputs) - 1)
+
+
+def _average(layer: Average, step: PlanLayer, opset: int) -> list[Node]:
+    count = f"average/{len(step.inputs)}"  # a constant initializer (see _constants)
+    return [*_chain("Add")(layer, step, opset), ("Div", [count], {})]
+
+
+def _concatenate(layer: Concatenate, step: PlanLayer, opset: int) -> list[Node]:
+    rank = len(step.input_shape)
+    return [("Concat", [], {"axis": nchw_axis(concat_axis(layer, rank), rank)})]
+
+
 LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Conv2D: _conv2d,
     Activation: _activation,
@@ -135,6 +157,12 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    Add: _chain("Add"),
+    Subtract: _chain("Sub"),
+    Multiply: _chain("Mul"),
+    Average: _average,
+    Maximum: _chain("Max"),
+    Concatenate: _concatenate,
 }
 
 
@@ -188,28 +216,35 @@ def build_graph(
     }
     h, w, c = plan.input_shape
     nodes: list[Any] = []
-    current = "input"
+    values = {"input": "input"}  # value name → the tensor that holds it
     if layout == "nhwc":
         nodes.append(
-            helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw")
+            helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw")
         )
-        current = "nchw"
-    output = output_flatten(plan)
+        values["input"] = "nchw"
+    in_order = flatten_folds(plan)[1]
     for step in plan.layers:
         made = LAYERS[type(step.layer)](step.layer, step, opset)
-        if step.name == output:  # the output vector in Keras's (h, w, c) order
+        if step.name in in_order:  # a vector in Keras's (h, w, c) order
             made = [("Transpose", [], {"perm": [0, 2, 3, 1]}), *made]
+        given = [values[name] for name in step.inputs]
+        # a layer's first node takes its data inputs (a binary merge chain one more each), the
+        # rest the node before
+        current, pending = given[0], given[1:]
+        seen: dict[str, int] = {}
         for i, (op, extra, attrs) in enumerate(made):
+            repeat = seen[op] = seen.get(op, -1) + 1  # a merge chain repeats its op
+            label = f"{step.name}/{op}" + (f"_{repeat}" if repeat else "")
             out = f"{step.name}:{i}"
             if op == "specnet.Gelu":
                 nodes += _gelu(helper, current, out, step.name)
             else:
-                nodes.append(
-                    helper.make_node(
-                        op, [current, *extra], [out], name=f"{step.name}/{op}", **attrs
-                    )
-                )
+                data = [current, *pending] if op == "Concat" else [current, *pending[:1]]
+                pending = [] if op == "Concat" else pending[1:]
+                nodes.append(helper.make_node(op, [*data, *extra], [out], name=label, **attrs))
             current = out
+        values[step.name] = current
+    current = values[plan.output.name]
     final = plan.output_shape
     if len(final) == 3 and layout == "nhwc":
         nodes.append(
@@ -218,7 +253,9 @@ def build_graph(
             )
         )
         current = "to_output"
-    if current == "input":  # no node at all (an NCHW graph of a lone Dropout)
+    if current == "input" or any(current in node.input for node in nodes):
+        # the output is a value another node reads, or the input itself (a lone Dropout):
+        # a graph output must have a node of its own
         nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     else:
         _rename_output(nodes, current, "output")
@@ -234,7 +271,7 @@ def build_graph(
     ]
     initializers += [
         numpy_helper.from_array(np.asarray(v, np.float32), name=k)
-        for k, v in _gelu_constants(nodes).items()
+        for k, v in _constants(nodes).items()
     ]
     graph = helper.make_graph(
         nodes,
@@ -311,9 +348,14 @@ def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:
     ]
 
 
-def _gelu_constants(nodes: list[Any]) -> dict[str, float]:
-    used = any(node.op_type == "Erf" for node in nodes)
-    return dict(_GELU) if used else {}
+def _constants(nodes: list[Any]) -> dict[str, float]:
+    """The scalar initializers the nodes read: GELU's, and each Average's count."""
+    read = {name for node in nodes for name in node.input}
+    constants = {key: value for key, value in _GELU.items() if key in read}
+    constants.update(
+        {name: float(name.split("/")[1]) for name in read if name.startswith("average/")}
+    )
+    return constants
 
 
 def _onnx_layout(key: str, array: Any) -> Any:

@@ -3,8 +3,11 @@
 Each spec layer becomes one or more modules (:data:`LAYERS`): ``conv2d_pad`` (an explicit,
 possibly asymmetric pad: Keras's ``same`` puts the odd row/column at the bottom/right, which
 PyTorch's symmetric ``padding=`` cannot), ``conv2d`` (the parametrised module, so state_dict keys
-read ``conv2d.weight``), ``conv2d_act``. The same table builds the live ``nn.Sequential`` and
-writes the standalone source, so the two cannot drift apart.
+read ``conv2d.weight``), ``conv2d_act``. The same table builds the live model and writes the
+standalone source, so the two cannot drift apart. The live model is a ``_torch_modules.Graph``:
+the modules registered flat under their names and a forward over the spec's layers (merges in
+:data:`MERGE_SOURCE`, run by ``_torch_modules.MERGES``); the generated source writes that forward
+out as a person would, ``x`` for a value only the next layer reads and a layer's name otherwise.
 
 Layout conversions live in :func:`conversions`, the one place that maps canonical weights to
 PyTorch's: conv kernels HWIO → OIHW (a transpose, never ``.T``); Dense kernels (in, out) → (out,
@@ -22,21 +25,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from specnet import __version__
+from specnet import __version__, _standalone
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
-from specnet.backends import DEFAULT_OPTIONS, TrainOptions, _standalone, call_source, py_literal
+from specnet.backends import (
+    DEFAULT_OPTIONS,
+    TrainOptions,
+    call_source,
+    py_literal,
+    value_names,
+)
 from specnet.errors import UsageError
-from specnet.shapes import Plan, PlanLayer, flatten_folds, output_flatten, same_padding
+from specnet.layout import nchw_axis
+from specnet.shapes import Plan, PlanLayer, concat_axis, flatten_folds, same_padding
 from specnet.spec import (
     Activation,
+    Add,
+    Average,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
     LayerBase,
+    Maximum,
     MaxPool,
+    Multiply,
     Softmax,
+    Subtract,
     Train,
 )
 from specnet.weights import Weights, check_weights
@@ -136,6 +152,10 @@ def _softmax(layer: Softmax, step: PlanLayer) -> list[Module]:
     return [(step.name, "Softmax", (), {"dim": 1})]
 
 
+def _merge(layer: LayerBase, step: PlanLayer) -> list[Module]:
+    return []  # no module: the forward combines its inputs (MERGES)
+
+
 LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Conv2D: _conv2d,
     Activation: _activation,
@@ -144,7 +164,36 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    Add: _merge,
+    Subtract: _merge,
+    Multiply: _merge,
+    Average: _merge,
+    Maximum: _merge,
+    Concatenate: _merge,
 }
+
+
+def _concatenate_dim(step: PlanLayer) -> int:
+    assert isinstance(step.layer, Concatenate)
+    rank = len(step.input_shape)
+    return nchw_axis(concat_axis(step.layer, rank), rank)
+
+
+#: merge kind → the forward's expression over its inputs' variables, as generated source writes
+#: it (the live model runs the same operations: ``_torch_modules.MERGES``)
+MERGE_SOURCE: dict[type[LayerBase], Callable[[list[str], PlanLayer], str]] = {
+    Add: lambda xs, step: " + ".join(xs),
+    Subtract: lambda xs, step: f"{xs[0]} - {xs[1]}",
+    Multiply: lambda xs, step: " * ".join(xs),
+    Average: lambda xs, step: f"({' + '.join(xs)}) / {len(xs)}",
+    Maximum: lambda xs, step: _maximum(xs),
+    Concatenate: lambda xs, step: f"torch.cat([{', '.join(xs)}], dim={_concatenate_dim(step)})",
+}
+
+
+def _maximum(xs: list[str]) -> str:
+    return xs[0] if len(xs) == 1 else f"torch.maximum({_maximum(xs[:-1])}, {xs[-1]})"
+
 
 # ----------------------------------------------------------------------------- weights
 
@@ -210,24 +259,51 @@ def _torch() -> Any:
     return require("torch")
 
 
-def _modules(plan: Plan) -> list[Module]:
-    output = output_flatten(plan)
+def _layer_modules(plan: Plan) -> list[tuple[PlanLayer, list[Module]]]:
+    """Each spec layer with its modules; a Flatten that keeps Keras's (h, w, c) order (see
+    :func:`specnet.shapes.flatten_folds`) is the pseudo-class ``FlattenHWC``."""
+    in_order = flatten_folds(plan)[1]
     return [
-        (name, "FlattenHWC" if name == output else cls, args, kwargs)
+        (
+            step,
+            [
+                (name, "FlattenHWC" if name in in_order else cls, args, kwargs)
+                for name, cls, args, kwargs in LAYERS[type(step.layer)](step.layer, step)
+            ],
+        )
         for step in plan.layers
-        for name, cls, args, kwargs in LAYERS[type(step.layer)](step.layer, step)
     ]
 
 
+def _modules(plan: Plan) -> list[Module]:
+    return [module for _, modules in _layer_modules(plan) for module in modules]
+
+
+def _steps(plan: Plan) -> list[Any]:
+    """The live forward's steps (``_torch_modules.Step``): inputs, merge, children, and the
+    values to free after each (those no later layer reads; the output is returned)."""
+    from specnet.backends._torch_modules import Step
+
+    last_use = {name: step.index for step in plan.layers for name in step.inputs}
+    steps = []
+    for step, modules in _layer_modules(plan):
+        merge = step.layer.KIND if step.layer.MERGE else None
+        dim = _concatenate_dim(step) if isinstance(step.layer, Concatenate) else 0
+        release = tuple(n for n in dict.fromkeys(step.inputs) if last_use[n] == step.index)
+        children = tuple(module[0] for module in modules)
+        steps.append(Step(step.name, step.inputs, merge, dim, children, release))
+    return steps
+
+
 class TorchBackend:
-    """PyTorch. Models are ``nn.Sequential`` taking NCHW; :meth:`predict` takes NHWC."""
+    """PyTorch. Models are ``_torch_modules.Graph`` taking NCHW; :meth:`predict` takes NHWC."""
 
     name = "torch"
     native_file = "model.torch.safetensors"
 
     def build(self, plan: Plan) -> Any:
         torch = _torch()
-        from specnet.backends._torch_modules import REPLACEMENTS
+        from specnet.backends._torch_modules import REPLACEMENTS, Graph
 
         children = OrderedDict(
             (name, (REPLACEMENTS.get(cls) or getattr(torch.nn, cls))(*args, **kwargs))
@@ -235,7 +311,7 @@ class TorchBackend:
         )
         # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
         # batch viewed as NCHW (predict's permute) is already channels-last: no copy on input
-        model = torch.nn.Sequential(children).to(memory_format=torch.channels_last)
+        model = Graph(children, _steps(plan)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return model.eval()
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
@@ -295,35 +371,47 @@ class TorchBackend:
 
     def emit_source(self, plan: Plan) -> str:
         class_name = "".join(part.capitalize() for part in plan.name.replace("-", "_").split("_"))
-        modules = _modules(plan)
+        layered = _layer_modules(plan)
+        names = value_names(plan)
         inits, calls = [], []
         shapes = _output_shapes(plan)
-        for name, cls, args, kwargs in modules:
-            # the output's Flatten reads the image in Keras's (h, w, c) order (see FlattenHWC)
-            hwc = cls == "FlattenHWC"
-            call = call_source("Flatten" if hwc else cls, args, kwargs, _DEFAULTS.get(cls, {}))
-            inits.append(f"        self.{name} = nn.{call}")
-            comment = f"  # {shapes[name]}" if name in shapes else ""
-            given = "x.permute(0, 2, 3, 1)" if hwc else "x"
-            calls.append(f"        x = self.{name}({given}){comment}")
+        for step, modules in layered:
+            out, given = names[step.name], [names[name] for name in step.inputs]
+            if step.layer.MERGE:
+                expression = MERGE_SOURCE[type(step.layer)](given, step)
+                calls.append(f"        {out} = {expression}  # {step.name} {shapes[step.name]}")
+            for i, (name, cls, args, kwargs) in enumerate(modules):
+                # the Flatten that keeps Keras's (h, w, c) order (see FlattenHWC)
+                hwc = cls == "FlattenHWC"
+                call = call_source("Flatten" if hwc else cls, args, kwargs, _DEFAULTS.get(cls, {}))
+                inits.append(f"        self.{name} = nn.{call}")
+                comment = f"  # {shapes[name]}" if name in shapes else ""
+                value = out if i else given[0]
+                value = f"{value}.permute(0, 2, 3, 1)" if hwc else value
+                calls.append(f"        {out} = self.{name}({value}){comment}")
         loads = [
             f"    model.{key}.copy_(torch.from_numpy(np.ascontiguousarray("
             f"{_render(f'weights[{py_literal(canonical)}]', steps)})))"
             for canonical, key, steps, _ in conversions(plan)
         ]
         h, w, c = plan.input_shape
-        last, last_cls = modules[-1][:2]  # every spec layer makes a module (at least an Identity)
+        last, last_cls = (layered[-1][1] or [("", "", (), {})])[-1][:2]  # (a merge: none)
         squash = {"Softmax": "nn.CrossEntropyLoss", "Sigmoid": "nn.BCEWithLogitsLoss"}
+        arg = names["input"]
         if last_cls in squash:  # expose the logits: PyTorch's losses take logits
             head = _TORCH_HEAD.format(
-                last=last, loss=squash[last_cls], what=last_cls.lower(), calls="\n".join(calls[:-1])
+                last=last,
+                loss=squash[last_cls],
+                what=last_cls.lower(),
+                calls="\n".join(calls[:-1]),
+                arg=arg,
             )
             usage = (
                 f"logits = model.logits(images)  # train on these: {squash[last_cls]}"
                 f"()(logits, labels)\n    "
             )
         else:
-            head = _TORCH_PLAIN.format(calls="\n".join(calls))
+            head = _TORCH_PLAIN.format(calls="\n".join(calls), arg=arg)
             usage = ""
         return _TORCH_SOURCE.format(
             name=plan.name,
@@ -355,7 +443,8 @@ def _output_shapes(plan: Plan) -> dict[str, str]:
         shape = step.output_shape
         nchw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
         text = "(N, " + ", ".join(str(n) for n in nchw) + ")"
-        last = LAYERS[type(step.layer)](step.layer, step)[-1][0]
+        modules = LAYERS[type(step.layer)](step.layer, step)
+        last = modules[-1][0] if modules else step.name  # a merge: its expression's comment
         out[last] = text  # only the module that finishes the spec layer gets a comment
     return out
 
@@ -401,21 +490,21 @@ def load_canonical_weights(model: {class_name}, path: str | Path) -> None:
 '''
 
 _TORCH_PLAIN = """\
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, {arg}: torch.Tensor) -> torch.Tensor:
 {calls}
         return x
 """
 
 _TORCH_HEAD = '''\
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, {arg}: torch.Tensor) -> torch.Tensor:
         """The scores before the final {what}: train on these with {loss}, which
         applies the {what} itself (on forward()'s output it would apply it twice)."""
 {calls}
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, {arg}: torch.Tensor) -> torch.Tensor:
         """Probabilities, as the Keras model and the ONNX export compute them."""
-        return self.{last}(self.logits(x))
+        return self.{last}(self.logits({arg}))
 '''
 
 BACKEND = TorchBackend()

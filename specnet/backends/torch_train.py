@@ -231,11 +231,12 @@ class TorchTrainer:
             f"model/{k}": v.detach().cpu().contiguous().numpy()
             for k, v in self.model.state_dict().items()
         }
-        for i, param in enumerate(self.model.parameters()):
+        # keyed by parameter name, not position, as the model's own state is
+        for name, param in self.model.named_parameters():
             for key, value in self.optimizer.state.get(param, {}).items():
                 if value is not None:  # SGD without momentum keeps a None buffer
                     tensor = torch.as_tensor(value).detach().cpu().contiguous()
-                    out[f"optimizer/{i}/{key}"] = tensor.numpy()
+                    out[f"optimizer/{name}/{key}"] = tensor.numpy()
         rng = torch.get_rng_state().numpy()
         if self.distributed:  # every rank's generator, so a resumed run redraws the same masks
             for rank, state in enumerate(_gather(rng)):
@@ -251,8 +252,9 @@ class TorchTrainer:
             if k.startswith("model/")
         }
         self.model.load_state_dict(model, strict=True)
-        for i, param in enumerate(self.model.parameters()):
-            prefix = f"optimizer/{i}/"
+        for i, (name, param) in enumerate(self.model.named_parameters()):
+            legacy = any(key.startswith(f"optimizer/{i}/") for key in state)  # before graphs
+            prefix = f"optimizer/{i}/" if legacy else f"optimizer/{name}/"
             entries = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if entries:
                 self.optimizer.state[param] = {
