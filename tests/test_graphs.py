@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from specnet import infer, loads_spec
@@ -398,3 +399,61 @@ def test_specnet_parity_passes_on_the_issue_example(tmp_path: Path, cli) -> None
     result = cli("parity", str(spec))
     assert result.code == 0, result.err
     assert "all runtimes agree: 10 runtimes, 45 pairs, 0 over tolerance" in result.out
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _legacy(state: dict[str, Any], trainer: Any, backend: str) -> dict[str, Any]:
+    """``state`` in the positional keys checkpoints had before graphs (``model/0``, …; the
+    torch optimizer's ``optimizer/0/exp_avg``), as the previous release wrote them."""
+    if backend == "keras":
+        model = {id(v): k for k, v in trainer._variables().items()}
+        out = {f"model/{i}": state[model[id(v)]] for i, v in enumerate(trainer.model.variables)}
+        out.update(
+            {
+                f"optimizer/{i}": state[model[id(v)]]
+                for i, v in enumerate(trainer.optimizer.variables)
+            }
+        )
+        return out
+    out = {k: v for k, v in state.items() if not k.startswith("optimizer/")}
+    for i, (name, _) in enumerate(trainer.model.named_parameters()):
+        for key, value in state.items():
+            if key.startswith(f"optimizer/{name}/"):
+                out[f"optimizer/{i}/{key.rsplit('/', 1)[1]}"] = value
+    return out
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_checkpoints_are_keyed_by_name_and_old_ones_still_resume(backend: str) -> None:
+    """A graph's variables are keyed by layer and variable name (a functional model orders
+    them by Keras's traversal, not the spec's); a checkpoint of the previous release, keyed by
+    position, still resumes to the same weights."""
+    from specnet.data import synthetic
+    from specnet.train import training_plan
+    from specnet.weights import init_weights
+
+    text = BLOCKY.replace("rate: 0.25", "rate: 0.0").replace("[32, 32, 3]", "[8, 8, 3]")
+    plan = training_plan(infer(loads_spec(text)))
+    x, y, _ = synthetic(16, plan.input_shape, 4, "colour", seed=1)
+
+    def trainer() -> Any:
+        return get_backend(backend).trainer(plan, plan.spec.train, init_weights(plan, seed=2))
+
+    first = trainer()
+    first.step(x[:8], y[:8])
+    state = first.state()
+    if backend == "torch":
+        assert "model/res1_conv_a.weight" in state
+        assert any(key.startswith("optimizer/res1_conv_a.weight/") for key in state)
+    else:
+        assert "model/res1_conv_a/kernel" in state
+        assert "optimizer/res1_conv_a_kernel_momentum" in state
+    first.step(x[8:], y[8:])
+    for saved in (state, _legacy(state, first, backend)):
+        resumed = trainer()
+        resumed.load_state(saved)
+        resumed.step(x[8:], y[8:])
+        for key, value in first.weights().items():
+            np.testing.assert_array_equal(resumed.weights()[key], value, err_msg=key)

@@ -224,11 +224,13 @@ class TorchTrainer:
         return self.backend.get_weights(self.model, self.plan)  # type: ignore[no-any-return]
 
     def state(self) -> dict[str, Any]:
-        """Everything a resume needs, as NumPy arrays: model, optimizer, RNG."""
+        """Everything a resume needs, as NumPy arrays: model, optimizer, RNG. A snapshot: the
+        arrays are copies, which later steps do not change (a tensor's ``.numpy()`` is a view
+        of the memory the optimizer updates in place)."""
         # .contiguous(): conv weights and their optimizer state are channels-last in memory,
         # and a safetensors file stores raw memory in the shape's row-major order
         out = {
-            f"model/{k}": v.detach().cpu().contiguous().numpy()
+            f"model/{k}": v.detach().cpu().contiguous().numpy().copy()
             for k, v in self.model.state_dict().items()
         }
         # keyed by parameter name, not position, as the model's own state is
@@ -236,7 +238,7 @@ class TorchTrainer:
             for key, value in self.optimizer.state.get(param, {}).items():
                 if value is not None:  # SGD without momentum keeps a None buffer
                     tensor = torch.as_tensor(value).detach().cpu().contiguous()
-                    out[f"optimizer/{name}/{key}"] = tensor.numpy()
+                    out[f"optimizer/{name}/{key}"] = tensor.numpy().copy()
         rng = torch.get_rng_state().numpy()
         if self.distributed:  # every rank's generator, so a resumed run redraws the same masks
             for rank, state in enumerate(_gather(rng)):
