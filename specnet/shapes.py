@@ -22,11 +22,14 @@ from specnet.spec import (
     Activation,
     Add,
     Average,
+    BatchNormalization,
     Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     LayerBase,
     Maximum,
     MaxPool,
@@ -34,9 +37,11 @@ from specnet.spec import (
     Softmax,
     Spec,
     Subtract,
+    ZeroPadding2D,
 )
 
 __all__ = [
+    "WEIGHTS",
     "Limits",
     "Plan",
     "PlanLayer",
@@ -83,8 +88,14 @@ class PlanLayer:
     inputs: tuple[str, ...]
     input_shapes: tuple[Shape, ...]
     output_shape: Shape
-    params: int
+    params: int  # every weight, as Keras's count_params counts (moving statistics included)
     flops: int
+    #: its weights: Keras's variable name → (shape, trainable); see :data:`WEIGHTS`
+    weights: dict[str, tuple[Shape, bool]] = field(default_factory=dict)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(math.prod(shape) for shape, trainable in self.weights.values() if trainable)
 
     @property
     def input_shape(self) -> Shape:
@@ -136,6 +147,10 @@ class Plan:
         return sum(layer.params for layer in self.layers)
 
     @property
+    def trainable_params(self) -> int:
+        return sum(layer.trainable_params for layer in self.layers)
+
+    @property
     def flops(self) -> int:
         return sum(layer.flops for layer in self.layers)
 
@@ -163,6 +178,7 @@ class Plan:
             ],
             "output_shape": list(self.output_shape),
             "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
             "flops": self.flops,
         }
 
@@ -175,7 +191,9 @@ class _Impossible(Exception):
         self.message, self.field, self.hint = message, field, hint
 
 
-Rule = Callable[[Any, tuple[Shape, ...]], tuple[Shape, int, int]]
+Rule = Callable[[Any, tuple[Shape, ...]], tuple[Shape, int]]  # → (output shape, FLOPs)
+#: a layer's weights: Keras's variable name (the canonical key's suffix) → (shape, trainable)
+WeightShapes = dict[str, tuple["Shape", bool]]
 
 
 def _show(shape: Shape) -> str:
@@ -211,7 +229,7 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     h, w, c = _image(shape)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
@@ -225,27 +243,26 @@ def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
     oh = _window(h, eh, sh, layer.padding, size, shape)
     ow = _window(w, ew, sw, layer.padding, size, shape)
     bias = layer.filters if layer.use_bias else 0
-    params = kh * kw * c * layer.filters + bias
     flops = oh * ow * (2 * kh * kw * c * layer.filters + bias)
-    return (oh, ow, layer.filters), params, flops
+    return (oh, ow, layer.filters), flops
 
 
-def _max_pool(layer: MaxPool, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _max_pool(layer: MaxPool, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     h, w, c = _image(shape)
     ph, pw = layer.pool_size
     sh, sw = layer.strides or layer.pool_size
     oh = _window(h, ph, sh, layer.padding, f"pool_size {ph}×{pw}", shape)
     ow = _window(w, pw, sw, layer.padding, f"pool_size {ph}×{pw}", shape)
-    return (oh, ow, c), 0, oh * ow * c * ph * pw
+    return (oh, ow, c), oh * ow * c * ph * pw
 
 
-def _flatten(layer: Flatten, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _flatten(layer: Flatten, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
-    return (math.prod(shape),), 0, 0
+    return (math.prod(shape),), 0
 
 
-def _dense(layer: Dense, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _dense(layer: Dense, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     if len(shape) != 1:
         raise _Impossible(
@@ -253,17 +270,43 @@ def _dense(layer: Dense, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
             hint="add `- type: Flatten` before this layer",
         )
     bias = layer.units if layer.use_bias else 0
-    return (layer.units,), shape[0] * layer.units + bias, 2 * shape[0] * layer.units + bias
+    return (layer.units,), 2 * shape[0] * layer.units + bias
 
 
-def _elementwise(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _elementwise(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
-    return shape, 0, math.prod(shape)
+    return shape, math.prod(shape)
 
 
-def _identity(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _identity(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
-    return shape, 0, 0
+    return shape, 0
+
+
+def _batch_norm(layer: BatchNormalization, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    if layer.center != layer.scale:
+        raise _Impossible(
+            "center and scale must be both true or both false: not supported yet (PyTorch's "
+            "BatchNorm has one `affine` switch for both)",
+            "center",
+        )
+    return shape, 2 * math.prod(shape)  # at inference: one multiply-add per value
+
+
+def _zero_padding(layer: ZeroPadding2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    h, w, c = _image(shape)
+    (top, bottom), (left, right) = layer.padding
+    return (h + top + bottom, w + left + right, c), 0
+
+
+def _global_pool(
+    layer: GlobalAveragePooling2D | GlobalMaxPooling2D, shapes: tuple[Shape, ...]
+) -> tuple[Shape, int]:
+    (shape,) = shapes
+    h, w, c = _image(shape)
+    return ((1, 1, c) if layer.keepdims else (c,)), h * w * c
 
 
 def _same_shapes(layer: LayerBase, shapes: tuple[Shape, ...]) -> Shape:
@@ -280,11 +323,11 @@ def _same_shapes(layer: LayerBase, shapes: tuple[Shape, ...]) -> Shape:
     return shapes[0]
 
 
-def _merge(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _merge(layer: LayerBase, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     """Add, Subtract, Multiply, Average, Maximum: one operation per value per extra input."""
     shape = _same_shapes(layer, shapes)
     extra = len(shapes) - 1 + isinstance(layer, Average)  # the mean's division
-    return shape, 0, extra * math.prod(shape)
+    return shape, extra * math.prod(shape)
 
 
 def concat_axis(layer: Concatenate, rank: int) -> int:
@@ -300,7 +343,7 @@ def concat_axis(layer: Concatenate, rank: int) -> int:
     return axis - 1 if axis > 0 else rank + axis
 
 
-def _concatenate(layer: Concatenate, shapes: tuple[Shape, ...]) -> tuple[Shape, int, int]:
+def _concatenate(layer: Concatenate, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     names = layer.inputs or ()
     ranks = {len(shape) for shape in shapes}
     if len(ranks) > 1:
@@ -320,7 +363,7 @@ def _concatenate(layer: Concatenate, shapes: tuple[Shape, ...]) -> tuple[Shape, 
                 "make the branches agree on every other axis (strides, padding, pooling)",
             )
     joined = sum(shape[axis] for shape in shapes)
-    return (*shapes[0][:axis], joined, *shapes[0][axis + 1 :]), 0, 0
+    return (*shapes[0][:axis], joined, *shapes[0][axis + 1 :]), 0
 
 
 RULES: dict[type[LayerBase], Rule] = {
@@ -331,6 +374,10 @@ RULES: dict[type[LayerBase], Rule] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _elementwise,
+    BatchNormalization: _batch_norm,
+    ZeroPadding2D: _zero_padding,
+    GlobalAveragePooling2D: _global_pool,
+    GlobalMaxPooling2D: _global_pool,
     Add: _merge,
     Subtract: _merge,
     Multiply: _merge,
@@ -339,6 +386,60 @@ RULES: dict[type[LayerBase], Rule] = {
     Concatenate: _concatenate,
 }
 assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
+
+
+def _conv2d_weights(layer: Conv2D, shapes: tuple[Shape, ...]) -> WeightShapes:
+    (kh, kw), c = layer.kernel_size, shapes[0][-1]
+    weights: WeightShapes = {"kernel": ((kh, kw, c, layer.filters), True)}
+    if layer.use_bias:
+        weights["bias"] = ((layer.filters,), True)
+    return weights
+
+
+def _dense_weights(layer: Dense, shapes: tuple[Shape, ...]) -> WeightShapes:
+    weights: WeightShapes = {"kernel": ((shapes[0][0], layer.units), True)}
+    if layer.use_bias:
+        weights["bias"] = ((layer.units,), True)
+    return weights
+
+
+def _batch_norm_weights(layer: BatchNormalization, shapes: tuple[Shape, ...]) -> WeightShapes:
+    c = (shapes[0][-1],)
+    weights: WeightShapes = {}
+    if layer.scale:
+        weights["gamma"] = (c, True)
+    if layer.center:
+        weights["beta"] = (c, True)
+    weights["moving_mean"] = weights["moving_variance"] = (c, False)
+    return weights
+
+
+def _none(layer: LayerBase, shapes: tuple[Shape, ...]) -> WeightShapes:
+    return {}
+
+
+#: each kind's weights, in Keras's variable order and with Keras's variable names (the
+#: canonical keys are ``<layer name>.<variable name>``). The one source of parameter counts:
+#: the summary, the weights file and every backend's converter read it.
+WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]] = {
+    Conv2D: _conv2d_weights,
+    Activation: _none,
+    MaxPool: _none,
+    Dropout: _none,
+    Flatten: _none,
+    Dense: _dense_weights,
+    Softmax: _none,
+    BatchNormalization: _batch_norm_weights,
+    ZeroPadding2D: _none,
+    GlobalAveragePooling2D: _none,
+    GlobalMaxPooling2D: _none,
+    Add: _none,
+    Subtract: _none,
+    Multiply: _none,
+    Average: _none,
+    Maximum: _none,
+    Concatenate: _none,
+}
 
 
 def infer(spec: Spec, limits: Limits | None = None) -> Plan:
@@ -352,7 +453,7 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
         inputs = layer.inputs or (above,)  # resolved by the loader; a hand-made Spec may not be
         shapes = tuple(values[name] for name in inputs)
         try:
-            out, params, flops = RULES[type(layer)](layer, shapes)
+            out, flops = RULES[type(layer)](layer, shapes)
         except _Impossible as exc:
             path = ("layers", i, exc.field) if exc.field else ("layers", i)
             kind = "" if exc.field == "inputs" else f" ({layer.KIND})"  # the message names it
@@ -365,8 +466,10 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
                     f"(like Keras) wants [height, width, channels]: {list(guess)}"
                 )
             raise ShapeError([spec.issue(path, message, hint)]) from None
+        weights = WEIGHTS[type(layer)](layer, shapes)
+        params = sum(math.prod(shape) for shape, _ in weights.values())
         planned.append(
-            PlanLayer(i, layer.name, layer.KIND, layer, inputs, shapes, out, params, flops)
+            PlanLayer(i, layer.name, layer.KIND, layer, inputs, shapes, out, params, flops, weights)
         )
         values[layer.name] = out
         above = layer.name
@@ -471,7 +574,7 @@ def logits_plan(plan: Plan) -> Plan:
     spec = plan.spec.model_copy(update={"layers": [*plan.spec.layers[:-1], linear]})
     node = PlanLayer(
         last.index, last.name, linear.KIND, linear, last.inputs, last.input_shapes,
-        last.output_shape, last.params, last.flops,
+        last.output_shape, last.params, last.flops, last.weights,
     )  # fmt: skip
     return Plan(spec, plan.input_shape, (*plan.layers[:-1], node), plan.limits)
 
@@ -600,6 +703,14 @@ def summary_text(plan: Plan) -> str:
     out += [
         "=" * len(rule),
         f" Total params: {total:,} ({total * BYTES_PER_VALUE / 1024:,.2f} KB)",
+        *(
+            [
+                f" Trainable params: {plan.trainable_params:,}",
+                f" Non-trainable params: {total - plan.trainable_params:,} (moving statistics)",
+            ]
+            if plan.trainable_params != total
+            else []
+        ),
         f" Forward FLOPs per example: {_si(plan.flops)}",
         f" Activation memory per batch of {plan.spec.train.batch_size}: "
         f"{plan.activation_bytes() / 2**20:,.2f} MB",

@@ -44,12 +44,15 @@ __all__ = [
     "Activation",
     "Add",
     "Average",
+    "BatchNormalization",
     "Concatenate",
     "Conv2D",
     "Data",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
     "Layer",
     "LayerBase",
     "MaxPool",
@@ -59,6 +62,7 @@ __all__ = [
     "Spec",
     "Subtract",
     "Train",
+    "ZeroPadding2D",
     "as_spec",
     "load_spec",
     "loads_spec",
@@ -255,6 +259,81 @@ class Softmax(LayerBase):
     axis: Literal[-1] = -1
 
 
+class BatchNormalization(LayerBase):
+    """Normalises each channel (the last axis) by the batch's statistics while training and by
+    moving averages at inference, as Keras does: ``moving = momentum · moving + (1 − momentum) ·
+    batch``, the batch's variance biased (divided by N), ``epsilon`` added to it."""
+
+    KIND = "BatchNormalization"
+    PREFIX = "batch_normalization"
+    type: Literal["BatchNormalization"]
+    axis: Literal[-1] = -1
+    momentum: Fraction = 0.99
+    epsilon: PositiveFloat = 1e-3
+    center: StrictBool = True
+    scale: StrictBool = True
+    beta_initializer: Initializer = "zeros"
+    gamma_initializer: Initializer = "ones"
+    moving_mean_initializer: Initializer = "zeros"
+    moving_variance_initializer: Initializer = "ones"
+
+
+def _to_padding(value: object) -> object:
+    """Keras's ZeroPadding2D padding: ``p``, ``[p_rows, p_cols]`` or ``[[top, bottom], [left,
+    right]]`` → ``((top, bottom), (left, right))``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ((value, value), (value, value))
+    if isinstance(value, list | tuple) and len(value) == 2:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return ((value[0], value[0]), (value[1], value[1]))
+        if all(isinstance(v, list | tuple) and len(v) == 2 for v in value):
+            return (tuple(value[0]), tuple(value[1]))
+    raise PydanticCustomError(
+        "padding_type",
+        "expected a non-negative integer, [rows, cols] or [[top, bottom], [left, right]]",
+    )
+
+
+_Amount = Annotated[int, Strict(), at.Ge(0), at.Le(MAX_INT)]
+Padding2D = Annotated[
+    tuple[tuple[_Amount, _Amount], tuple[_Amount, _Amount]],
+    BeforeValidator(
+        _to_padding,
+        json_schema_input_type=_Amount
+        | Annotated[list[_Amount], at.Len(2, 2)]
+        | Annotated[list[Annotated[list[_Amount], at.Len(2, 2)]], at.Len(2, 2)],
+    ),
+]
+
+
+class ZeroPadding2D(LayerBase):
+    """Rows and columns of zeros around an image (Keras's ``padding``: top/bottom, left/right)."""
+
+    KIND = "ZeroPadding2D"
+    PREFIX = "zero_padding2d"
+    type: Literal["ZeroPadding2D"]
+    padding: Padding2D = ((1, 1), (1, 1))
+
+
+class GlobalAveragePooling2D(LayerBase):
+    """Each channel's mean over height and width: (h, w, c) → (c,), or (1, 1, c) with
+    ``keepdims``."""
+
+    KIND = "GlobalAveragePooling2D"
+    PREFIX = "global_average_pooling2d"
+    type: Literal["GlobalAveragePooling2D", "GlobalAvgPool2D"]
+    keepdims: StrictBool = False
+
+
+class GlobalMaxPooling2D(LayerBase):
+    """Each channel's maximum over height and width: (h, w, c) → (c,), or (1, 1, c)."""
+
+    KIND = "GlobalMaxPooling2D"
+    PREFIX = "global_max_pooling2d"
+    type: Literal["GlobalMaxPooling2D", "GlobalMaxPool2D"]
+    keepdims: StrictBool = False
+
+
 class _Merge(LayerBase):
     """Keras's merge layers: several tensors of one shape → one (element-wise, in input order)."""
 
@@ -321,6 +400,10 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Flatten,
     Dense,
     Softmax,
+    BatchNormalization,
+    ZeroPadding2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Add,
     Subtract,
     Multiply,
@@ -336,6 +419,10 @@ Layer = Annotated[
     | Flatten
     | Dense
     | Softmax
+    | BatchNormalization
+    | ZeroPadding2D
+    | GlobalAveragePooling2D
+    | GlobalMaxPooling2D
     | Add
     | Subtract
     | Multiply
@@ -811,6 +898,34 @@ def _suggest(word: str, choices: list[str]) -> str:
     return folded[close[0]] if close else ""
 
 
+#: Keras layers specnet does not have yet → the nearest kind it has (said instead of "unknown")
+NOT_YET = {
+    "DepthwiseConv2D": "Conv2D",
+    "SeparableConv2D": "Conv2D",
+    "Conv2DTranspose": "Conv2D (then an upsampling, once there is one)",
+    "Conv1D": "Conv2D over a (length, 1, channels) input",
+    "AveragePooling2D": "MaxPooling2D, or GlobalAveragePooling2D over the whole image",
+    "AvgPool2D": "MaxPooling2D, or GlobalAveragePooling2D over the whole image",
+    "MaxPooling1D": "MaxPooling2D",
+    "GlobalAveragePooling1D": "GlobalAveragePooling2D",
+    "UpSampling2D": "ZeroPadding2D (no upsampling yet)",
+    "ReLU": "Activation with activation: relu",
+    "LeakyReLU": "Activation with activation: leaky_relu",
+    "PReLU": "Activation with activation: leaky_relu",
+    "ELU": "Activation with activation: elu",
+    "LayerNormalization": "BatchNormalization",
+    "GroupNormalization": "BatchNormalization",
+    "Reshape": "Flatten",
+    "Rescaling": "data.pixel_range (specnet scales pixels itself)",
+    "Normalization": "BatchNormalization",
+    "Cropping2D": "ZeroPadding2D",
+    "SpatialDropout2D": "Dropout",
+    "GaussianNoise": "Dropout",
+    "Embedding": "Dense",
+    "LSTM": "Dense (no recurrent layers yet)",
+    "GRU": "Dense (no recurrent layers yet)",
+}
+
 #: Keras 1 field names → today's (Keras 2/3, and specnet's)
 KERAS1_FIELDS = {
     "nb_filter": "filters",
@@ -961,6 +1076,12 @@ def _translate(error: Any, source: Located) -> Issue:
         close = _suggest(tag, tags)
         hint = f"did you mean {close!r}?" if close else "expected one of: " + ", ".join(tags)
         what = "layer type" if path[:1] == ("layers",) else f"`{field}`"
+        if path[:1] == ("layers",) and tag in NOT_YET:
+            return source.issue(
+                (*path, field),
+                f"Keras's {tag} is not supported yet",
+                f"the nearest supported kind: {NOT_YET[tag]}",
+            )
         return source.issue((*path, field), f"unknown {what} {brief(tag)}", hint)
     if kind == "union_tag_not_found":
         field = str(ctx["discriminator"]).strip("'")

@@ -1,12 +1,16 @@
 """Canonical weights: one layout for every backend, stored as ``weights.safetensors``.
 
-Keys are ``<layer name>.kernel`` and ``<layer name>.bias``; values are float32 arrays in Keras's
-layout, which is the canonical one:
+Keys are ``<layer name>.<Keras variable name>`` (``conv2d.kernel``, ``conv2d.bias``,
+``conv1_bn.gamma``, ``conv1_bn.moving_mean``: :data:`specnet.shapes.WEIGHTS`), so weights
+transplant by name from a Keras model; values are float32 arrays in Keras's layout, which is the
+canonical one:
 
 * ``Conv2D.kernel``: (kernel_h, kernel_w, in_channels, filters) — HWIO;
 * ``Dense.kernel``: (inputs, units), and when the Dense follows a Flatten its rows are in the
   order Keras flattens an NHWC tensor: (height, width, channel), channel fastest;
-* ``*.bias``: (units,) or (filters,).
+* ``*.bias``: (units,) or (filters,);
+* ``BatchNormalization``: ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``, each
+  (channels,); the moving statistics are weights too (Keras's ``count_params`` counts them).
 
 Each backend converts to and from this layout in exactly one place (its converter table).
 Initial weights are drawn here, in NumPy, with Keras's initializer formulas, so an untrained
@@ -27,7 +31,6 @@ from specnet import _standalone
 from specnet._frameworks import require
 from specnet._io import atomic_write_bytes
 from specnet.errors import UsageError
-from specnet.spec import Conv2D, Dense
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,20 +55,13 @@ _TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2
 
 
 def expected_shapes(plan: Plan) -> dict[str, tuple[int, ...]]:
-    """Canonical key → shape, for every parameter of the plan, in layer order."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for step in plan.layers:
-        layer = step.layer
-        if isinstance(layer, Conv2D):
-            kh, kw = layer.kernel_size
-            shapes[f"{step.name}.kernel"] = (kh, kw, step.input_shape[-1], layer.filters)
-            if layer.use_bias:
-                shapes[f"{step.name}.bias"] = (layer.filters,)
-        elif isinstance(layer, Dense):
-            shapes[f"{step.name}.kernel"] = (step.input_shape[0], layer.units)
-            if layer.use_bias:
-                shapes[f"{step.name}.bias"] = (layer.units,)
-    return shapes
+    """Canonical key → shape, for every weight of the plan, in layer order (and, within a layer,
+    Keras's variable order): ``<layer name>.<Keras variable name>``."""
+    return {
+        f"{step.name}.{suffix}": shape
+        for step in plan.layers
+        for suffix, (shape, _) in step.weights.items()
+    }
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:

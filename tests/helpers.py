@@ -42,13 +42,19 @@ def batch(shape: tuple[int, ...], n: int = 6, seed: int = 0) -> np.ndarray:
 
 
 def busy_weights(plan: Any, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded initial weights with every bias drawn too (N(0, 0.1)): the zero biases Keras
-    initialises with make a backend that drops or misplaces a bias compute the same numbers."""
+    """Seeded initial weights with every bias and batch-norm statistic drawn too: the zero
+    biases, unit scales and zero/one moving statistics Keras initialises with make a backend that
+    drops or misplaces one compute the same numbers."""
     from specnet.weights import init_weights
 
     weights = init_weights(plan, seed=seed)
     rng = np.random.default_rng(seed + 1000)
     for key in sorted(weights):
-        if key.endswith(".bias"):
-            weights[key] = rng.normal(0, 0.1, weights[key].shape).astype(np.float32)
+        shape = weights[key].shape
+        if key.endswith((".bias", ".beta", ".moving_mean")):
+            weights[key] = rng.normal(0, 0.1, shape).astype(np.float32)
+        elif key.endswith(".gamma"):
+            weights[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        elif key.endswith(".moving_variance"):
+            weights[key] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
     return weights

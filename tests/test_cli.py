@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import specnet
-from tests.conftest import ROOT, SPECS
+from tests.conftest import ALL_SPECS, ROOT
 
 SEED = ROOT / "specs" / "seed_cnn.yaml"
 
@@ -45,9 +45,9 @@ def test_bad_usage_is_one_line_exit_2(cli) -> None:  # type: ignore[no-untyped-d
 
 
 def test_validate_many(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("validate", *SPECS)
+    result = cli("validate", *ALL_SPECS)
     assert result.code == 0
-    assert result.out.count(": ok (") == len(SPECS)
+    assert result.out.count(": ok (") == len(ALL_SPECS)
     mixed = cli("validate", SEED, ROOT / "tests/bad_specs/zero_filters.yaml")
     assert mixed.code == 2
     assert "seed_cnn.yaml: ok" in mixed.out

@@ -64,6 +64,11 @@ FIELDS = [
     "name",
     "axis",
     "kernel_initializer",
+    "momentum",
+    "epsilon",
+    "center",
+    "scale",
+    "keepdims",
 ]
 layer = st.fixed_dictionaries(
     {
@@ -86,6 +91,10 @@ layer = st.fixed_dictionaries(
                 "Average",
                 "Maximum",
                 "Concatenate",
+                "BatchNormalization",
+                "ZeroPadding2D",
+                "GlobalAveragePooling2D",
+                "GlobalMaxPooling2D",
             ]
         )
     },

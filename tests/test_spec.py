@@ -8,7 +8,7 @@ import pytest
 
 from specnet import SpecError, load_spec, loads_spec, spec_from_dict
 from specnet.spec import LAYER_KINDS, Conv2D, MaxPool
-from tests.conftest import ROOT, SPECS
+from tests.conftest import ALL_SPECS, ROOT
 
 MINIMAL = """\
 name: t
@@ -27,7 +27,7 @@ def _problem(text: str) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: p.stem)
 def test_bundled_specs_load(path: Path) -> None:
     spec = load_spec(path)
     names = [layer.name for layer in spec.layers]
@@ -93,7 +93,7 @@ def test_optimizer_shorthand_and_mapping() -> None:
 
 
 def test_resolved_spec_round_trips() -> None:
-    spec = load_spec(SPECS[0])
+    spec = load_spec(ALL_SPECS[0])
     resolved = spec.resolved()
     again = spec_from_dict(resolved)
     assert again.resolved() == resolved

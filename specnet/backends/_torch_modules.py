@@ -1,4 +1,5 @@
-"""PyTorch modules the live models use in place of slower stock ones (same semantics).
+"""PyTorch modules the live models use in place of stock ones: faster with the same semantics
+(dropout, flatten), or training as Keras trains (batch normalisation's moving variance).
 
 Imported only by the PyTorch backend when it builds a model. The generated source keeps the
 stock ``nn`` classes: these change speed, not the function.
@@ -137,9 +138,40 @@ class Graph(torch.nn.Module):
         return values
 
 
+class _KerasBatchNorm:
+    """BatchNorm that trains as Keras's does: the moving variance follows the batch's *biased*
+    variance (PyTorch's ``running_var`` follows the unbiased one, N / (N − 1) larger), with
+    ``momentum`` in PyTorch's sense (1 − Keras's). Normalisation, inference and the state_dict
+    are ``nn.BatchNorm``'s, so a file saved from it loads into the stock class."""
+
+    def forward(self: Any, x: Any) -> Any:
+        if not self.training:
+            return super().forward(x)  # type: ignore[misc]
+        dims = [0, *range(2, x.dim())]
+        with torch.no_grad():
+            mean = x.mean(dims)
+            variance = x.var(dims, correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(variance, self.momentum)
+            self.num_batches_tracked.add_(1)
+        return torch.nn.functional.batch_norm(
+            x, None, None, self.weight, self.bias, True, 0.0, self.eps
+        )
+
+
+class KerasBatchNorm2d(_KerasBatchNorm, torch.nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
+
+
+class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
+
+
 # stock nn class name → faster module with the same constructor and semantics; FlattenHWC is no
 # stock class: the generated source writes it as nn.Flatten() on x.permute(0, 2, 3, 1)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
+    "BatchNorm2d": KerasBatchNorm2d,
+    "BatchNorm1d": KerasBatchNorm1d,
     "Dropout": FastDropout,
     "Flatten": FastFlatten,
     "FlattenHWC": FlattenHWC,

@@ -35,11 +35,14 @@ from specnet.spec import (
     Activation,
     Add,
     Average,
+    BatchNormalization,
     Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     LayerBase,
     Maximum,
     MaxPool,
@@ -47,6 +50,7 @@ from specnet.spec import (
     Softmax,
     Subtract,
     Train,
+    ZeroPadding2D,
 )
 from specnet.weights import Weights, check_weights, expected_shapes
 
@@ -101,6 +105,19 @@ def _softmax(layer: Softmax) -> Call:
     return "Softmax", {"axis": layer.axis}
 
 
+def _batch_norm(layer: BatchNormalization) -> Call:
+    fields = [f for f in type(layer).model_fields if f not in ("name", "inputs", "type")]
+    return "BatchNormalization", {field: getattr(layer, field) for field in fields}  # Keras's names
+
+
+def _zero_padding(layer: ZeroPadding2D) -> Call:
+    return "ZeroPadding2D", {"padding": layer.padding}
+
+
+def _global_pool(layer: GlobalAveragePooling2D | GlobalMaxPooling2D) -> Call:
+    return layer.KIND, {"keepdims": layer.keepdims}
+
+
 def _concatenate(layer: Concatenate) -> Call:
     return "Concatenate", {"axis": layer.axis}
 
@@ -117,6 +134,10 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    BatchNormalization: _batch_norm,
+    ZeroPadding2D: _zero_padding,
+    GlobalAveragePooling2D: _global_pool,
+    GlobalMaxPooling2D: _global_pool,
     Add: _merge,
     Subtract: _merge,
     Multiply: _merge,
@@ -144,7 +165,14 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "MaxPooling2D": {"padding": "valid"},
     "Softmax": {"axis": -1},
     "Concatenate": {"axis": -1},
-}
+    "BatchNormalization": {
+        "axis": -1, "momentum": 0.99, "epsilon": 1e-3, "center": True, "scale": True,
+        "beta_initializer": "zeros", "gamma_initializer": "ones",
+        "moving_mean_initializer": "zeros", "moving_variance_initializer": "ones",
+    },
+    "GlobalAveragePooling2D": {"keepdims": False},
+    "GlobalMaxPooling2D": {"keepdims": False},
+}  # fmt: skip
 
 
 _LOSSES = {
@@ -210,13 +238,10 @@ class KerasBackend:
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
         weights = check_weights(plan, weights)
-        for step in plan.layers:
-            if f"{step.name}.kernel" not in weights:
-                continue
-            layer = model.get_layer(step.name)
-            layer.kernel.assign(weights[f"{step.name}.kernel"])
-            if f"{step.name}.bias" in weights:
-                layer.bias.assign(weights[f"{step.name}.bias"])
+        for step in plan.layers:  # every weight by Keras's attribute name (gamma, moving_mean…)
+            layer = model.get_layer(step.name) if step.weights else None
+            for suffix in step.weights:
+                getattr(layer, suffix).assign(weights[f"{step.name}.{suffix}"])
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
         out: Weights = {}
@@ -345,13 +370,14 @@ def build_model() -> keras.Model:
 {reader}
 
 def load_canonical_weights(model: keras.Model, path: str | Path) -> None:
-    """Load specnet's canonical weights (Keras's own layout: nothing to convert), by name."""
+    """Load specnet's canonical weights (Keras's own layout: nothing to convert), by name:
+    ``<layer>.<variable>`` (kernel, bias, gamma, beta, moving_mean, moving_variance)."""
     weights = read_safetensors(path)
     for layer in model.layers:
-        values = [weights[f"{{layer.name}}.{{k}}"] for k in ("kernel", "bias")
-                  if f"{{layer.name}}.{{k}}" in weights]
-        if values:
-            layer.set_weights(values)
+        for variable in layer.weights:
+            key = f"{{layer.name}}.{{variable.name}}"
+            if key in weights:
+                variable.assign(weights[key])
 '''
 
 _SEQUENTIAL = """\

@@ -32,11 +32,14 @@ from specnet.spec import (
     Activation,
     Add,
     Average,
+    BatchNormalization,
     Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     LayerBase,
     Maximum,
     MaxPool,
@@ -44,6 +47,7 @@ from specnet.spec import (
     Softmax,
     Subtract,
     Train,
+    ZeroPadding2D,
 )
 from specnet.weights import Weights, check_weights
 
@@ -134,6 +138,27 @@ def _softmax(layer: Softmax, step: PlanLayer, opset: int) -> list[Node]:
     return [("Softmax", [], {"axis": 1})]
 
 
+def _batch_norm(layer: BatchNormalization, step: PlanLayer, opset: int) -> list[Node]:
+    """Inference mode (the moving statistics): what an exported model computes."""
+    name, c = step.name, step.input_shape[-1]
+    scale = f"{name}.gamma" if layer.scale else f"ones/{c}"
+    shift = f"{name}.beta" if layer.center else f"zeros/{c}"
+    statistics = [f"{name}.moving_mean", f"{name}.moving_variance"]
+    return [("BatchNormalization", [scale, shift, *statistics], {"epsilon": layer.epsilon})]
+
+
+def _zero_padding(layer: ZeroPadding2D, step: PlanLayer, opset: int) -> list[Node]:
+    (top, bottom), (left, right) = layer.padding
+    return [("Pad", [f"pads/0,0,{top},{left},0,0,{bottom},{right}"], {"mode": "constant"})]
+
+
+def _global_pool(
+    layer: GlobalAveragePooling2D | GlobalMaxPooling2D, step: PlanLayer, opset: int
+) -> list[Node]:
+    op = "GlobalAveragePool" if isinstance(layer, GlobalAveragePooling2D) else "GlobalMaxPool"
+    return [(op, [], {})] if layer.keepdims else [(op, [], {}), ("Flatten", [], {"axis": 1})]
+
+
 def _chain(op: str) -> Callable[[Any, PlanLayer, int], list[Node]]:
     """A merge as binary nodes left to right (``(a + b) + c``), Keras's order of operations."""
     return lambda layer, step, opset: [(op, [], {})] * (len(step.inputs) - 1)
@@ -157,6 +182,10 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    BatchNormalization: _batch_norm,
+    ZeroPadding2D: _zero_padding,
+    GlobalAveragePooling2D: _global_pool,
+    GlobalMaxPooling2D: _global_pool,
     Add: _chain("Add"),
     Subtract: _chain("Sub"),
     Multiply: _chain("Mul"),
@@ -269,10 +298,7 @@ def build_graph(
         numpy_helper.from_array(v, name=k)
         for k, v in converted.items()  # float32 already
     ]
-    initializers += [
-        numpy_helper.from_array(np.asarray(v, np.float32), name=k)
-        for k, v in _constants(nodes).items()
-    ]
+    initializers += [numpy_helper.from_array(v, name=k) for k, v in _constants(np, nodes).items()]
     graph = helper.make_graph(
         nodes,
         plan.name,
@@ -348,13 +374,20 @@ def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:
     ]
 
 
-def _constants(nodes: list[Any]) -> dict[str, float]:
-    """The scalar initializers the nodes read: GELU's, and each Average's count."""
-    read = {name for node in nodes for name in node.input}
-    constants = {key: value for key, value in _GELU.items() if key in read}
-    constants.update(
-        {name: float(name.split("/")[1]) for name in read if name.startswith("average/")}
-    )
+def _constants(np: Any, nodes: list[Any]) -> dict[str, Any]:
+    """The constant initializers the nodes read, made from their names: GELU's scalars,
+    ``average/N`` (an Average's count), ``ones/C`` and ``zeros/C`` (a BatchNormalization
+    without scale and center), ``pads/…`` (a Pad's int64 amounts)."""
+    read = sorted({name for node in nodes for name in node.input})
+    constants = {key: np.asarray(value, np.float32) for key, value in _GELU.items() if key in read}
+    for name in read:
+        kind, _, value = name.partition("/")
+        if kind == "average":
+            constants[name] = np.asarray(float(value), np.float32)
+        elif kind in ("ones", "zeros"):
+            constants[name] = getattr(np, kind)(int(value), np.float32)
+        elif kind == "pads":
+            constants[name] = np.asarray([int(v) for v in value.split(",")], np.int64)
     return constants
 
 

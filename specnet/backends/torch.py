@@ -42,11 +42,14 @@ from specnet.spec import (
     Activation,
     Add,
     Average,
+    BatchNormalization,
     Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     LayerBase,
     Maximum,
     MaxPool,
@@ -54,6 +57,7 @@ from specnet.spec import (
     Softmax,
     Subtract,
     Train,
+    ZeroPadding2D,
 )
 from specnet.weights import Weights, check_weights
 
@@ -152,6 +156,27 @@ def _softmax(layer: Softmax, step: PlanLayer) -> list[Module]:
     return [(step.name, "Softmax", (), {"dim": 1})]
 
 
+def _batch_norm(layer: BatchNormalization, step: PlanLayer) -> list[Module]:
+    cls = "BatchNorm2d" if len(step.input_shape) == 3 else "BatchNorm1d"
+    # PyTorch's momentum weighs the batch, Keras's the moving average
+    momentum = round(1.0 - layer.momentum, 12)
+    options = {"eps": layer.epsilon, "momentum": momentum, "affine": layer.scale}
+    return [(step.name, cls, (step.input_shape[-1],), options)]
+
+
+def _zero_padding(layer: ZeroPadding2D, step: PlanLayer) -> list[Module]:
+    (top, bottom), (left, right) = layer.padding
+    return [(step.name, "ZeroPad2d", ((left, right, top, bottom),), {})]
+
+
+def _global_pool(
+    layer: GlobalAveragePooling2D | GlobalMaxPooling2D, step: PlanLayer
+) -> list[Module]:
+    cls = "AdaptiveAvgPool2d" if isinstance(layer, GlobalAveragePooling2D) else "AdaptiveMaxPool2d"
+    pool: Module = (step.name, cls, (1,), {})
+    return [pool] if layer.keepdims else [pool, (f"{step.name}_flatten", "Flatten", (), {})]
+
+
 def _merge(layer: LayerBase, step: PlanLayer) -> list[Module]:
     return []  # no module: the forward combines its inputs (MERGES)
 
@@ -164,6 +189,10 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    BatchNormalization: _batch_norm,
+    ZeroPadding2D: _zero_padding,
+    GlobalAveragePooling2D: _global_pool,
+    GlobalMaxPooling2D: _global_pool,
     Add: _merge,
     Subtract: _merge,
     Multiply: _merge,
@@ -200,43 +229,56 @@ def _maximum(xs: list[str]) -> str:
 Step = tuple[str, tuple[int, ...]]  # ("reshape", shape) or ("transpose", axes)
 
 
+#: BatchNormalization's variables → its PyTorch parameters and buffers
+_BATCH_NORM = {
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
+
+
 def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
-    """(canonical key, state_dict key, steps canonical → torch, steps torch → canonical)."""
+    """(canonical key, state_dict key, steps canonical → torch, steps torch → canonical), for
+    every weight of :data:`specnet.shapes.WEIGHTS`, in its order."""
     images = flatten_folds(plan)[0]
     table: list[tuple[str, str, list[Step], list[Step]]] = []
     for step in plan.layers:
         layer, name = step.layer, step.name
-        if isinstance(layer, Conv2D):
-            table.append(
-                (
-                    f"{name}.kernel",
-                    f"{name}.weight",
-                    [("transpose", (3, 2, 0, 1))],
-                    [("transpose", (2, 3, 1, 0))],
+        for suffix in step.weights:
+            key = f"{name}.{suffix}"
+            if isinstance(layer, BatchNormalization):
+                table.append((key, f"{name}.{_BATCH_NORM[suffix]}", [], []))
+            elif suffix == "bias":
+                table.append((key, f"{name}.bias", [], []))
+            elif isinstance(layer, Conv2D):
+                table.append(
+                    (
+                        key,
+                        f"{name}.weight",
+                        [("transpose", (3, 2, 0, 1))],
+                        [("transpose", (2, 3, 1, 0))],
+                    )
                 )
-            )
-        elif isinstance(layer, Dense) and name in images:
-            (h, w, c), units = images[name], layer.units
-            to_torch: list[Step] = [
-                ("reshape", (h, w, c, units)),
-                ("transpose", (2, 0, 1, 3)),
-                ("reshape", (c * h * w, units)),
-                ("transpose", (1, 0)),
-            ]
-            to_canonical: list[Step] = [
-                ("transpose", (1, 0)),
-                ("reshape", (c, h, w, units)),
-                ("transpose", (1, 2, 0, 3)),
-                ("reshape", (h * w * c, units)),
-            ]
-            table.append((f"{name}.kernel", f"{name}.weight", to_torch, to_canonical))
-        elif isinstance(layer, Dense):
-            flip: list[Step] = [("transpose", (1, 0))]
-            table.append((f"{name}.kernel", f"{name}.weight", flip, flip))
-        else:
-            continue
-        if layer.use_bias:
-            table.append((f"{name}.bias", f"{name}.bias", [], []))
+            elif isinstance(layer, Dense) and name in images:
+                (h, w, c), units = images[name], layer.units
+                to_torch: list[Step] = [
+                    ("reshape", (h, w, c, units)),
+                    ("transpose", (2, 0, 1, 3)),
+                    ("reshape", (c * h * w, units)),
+                    ("transpose", (1, 0)),
+                ]
+                to_canonical: list[Step] = [
+                    ("transpose", (1, 0)),
+                    ("reshape", (c, h, w, units)),
+                    ("transpose", (1, 2, 0, 3)),
+                    ("reshape", (h * w * c, units)),
+                ]
+                table.append((key, f"{name}.weight", to_torch, to_canonical))
+            else:
+                assert isinstance(layer, Dense), f"no PyTorch layout for {key}"
+                flip: list[Step] = [("transpose", (1, 0))]
+                table.append((key, f"{name}.weight", flip, flip))
     return table
 
 
@@ -321,6 +363,10 @@ class TorchBackend:
             key: torch.from_numpy(apply_steps(weights[canonical], steps))
             for canonical, key, steps, _ in conversions(plan)
         }
+        # batch norm's step counter is PyTorch's alone (canonical weights have none): kept
+        state.update(
+            {k: v for k, v in model.state_dict().items() if k.endswith(".num_batches_tracked")}
+        )
         model.load_state_dict(state)  # strict: every parameter, nothing else
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
@@ -342,7 +388,15 @@ class TorchBackend:
             return out.cpu().contiguous().numpy()
 
     def count_params(self, model: Any) -> int:
-        return sum(int(p.numel()) for p in model.parameters())
+        """Parameters and batch norm's moving statistics, as Keras's ``count_params`` counts."""
+        statistics = (
+            b
+            for name, b in model.named_buffers()
+            if name.endswith((".running_mean", ".running_var"))
+        )
+        return sum(int(p.numel()) for p in model.parameters()) + sum(
+            int(b.numel()) for b in statistics
+        )
 
     def save_native(self, model: Any, path: Path, plan: Plan | None = None) -> None:
         save = require("safetensors.torch").save
@@ -431,6 +485,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "Conv2d": {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "bias": True},
     "MaxPool2d": {"padding": (0, 0)},
     "Linear": {"bias": True},
+    "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
+    "BatchNorm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
     "ELU": {"alpha": 1.0},
     "GELU": {"approximate": "none"},
 }

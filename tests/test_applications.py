@@ -1,0 +1,109 @@
+"""keras.applications as specs: the same parameters, names and function as Keras's own models.
+
+Weights are taken from a keras.applications model (random initial weights, its BatchNorm
+statistics randomised: with Keras's zero/one statistics a backend that ignored them would still
+agree) and loaded by name, ``<layer name>.<Keras variable name>``; every runtime then has to
+compute what keras.applications computes. The input is 64×64 (keras.applications accepts any
+size from 32 with its own top) so the check runs once per CI run in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from specnet import infer, load_spec, loads_spec
+from specnet._frameworks import keras_module
+from specnet.backends import get_backend
+from specnet.backends.onnx import ort_session, run_session
+from specnet.weights import check_weights
+from tests.conftest import ROOT
+from tests.helpers import batch
+
+RESNET50 = ROOT / "specs" / "applications" / "resnet50.yaml"
+
+
+def _keras_weights(model: Any, seed: int) -> dict[str, np.ndarray]:
+    """Every variable of a Keras model by ``<layer>.<variable>``, BatchNorm statistics drawn."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for layer in model.layers:
+        for variable in layer.weights:
+            value = variable.numpy()
+            if variable.name == "moving_mean":
+                value = rng.normal(0, 0.2, value.shape).astype(np.float32)
+            elif variable.name == "moving_variance":
+                value = rng.uniform(0.5, 2.0, value.shape).astype(np.float32)
+            elif variable.name in ("gamma", "beta"):
+                value = (value + rng.normal(0, 0.1, value.shape)).astype(np.float32)
+            variable.assign(value)
+            weights[f"{layer.name}.{variable.name}"] = value
+    return weights
+
+
+def test_resnet50_is_keras_applications_resnet50() -> None:
+    keras = keras_module()
+    spec = load_spec(RESNET50)
+    full = infer(spec)
+    assert full.total_params == 25_636_712  # keras.applications.ResNet50's count
+    assert full.trainable_params == 25_583_592
+    assert len(full.layers) == 176
+    written = [line for line in RESNET50.read_text().splitlines() if line.strip()]
+    assert len([line for line in written if not line.lstrip().startswith("#")]) <= 150
+
+    small = infer(loads_spec(RESNET50.read_text().replace("[224, 224, 3]", "[64, 64, 3]")))
+    reference = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    # the same layers by name (Keras lists a functional model's layers in its own traversal
+    # order, which puts conv2_block1_1_conv before the shortcut's 0_conv)
+    assert sorted(layer.name for layer in reference.layers[1:]) == sorted(
+        s.name for s in small.layers
+    )
+    weights = check_weights(small, _keras_weights(reference, seed=3), "keras.applications weights")
+    x = batch(small.input_shape, n=3, seed=4) * 255.0 - 128.0  # caffe-like, unnormalised input
+    want = np.asarray(reference.predict_on_batch(x))
+    assert want.shape == (3, 1000)
+    for name in ("keras", "torch", "onnx"):
+        backend = get_backend(name)
+        model = backend.build(small)
+        backend.set_weights(model, small, weights)
+        got = backend.predict(model, x)
+        np.testing.assert_allclose(got, want, atol=2e-5, rtol=0, err_msg=name)
+        assert (got.argmax(1) == want.argmax(1)).all(), name
+    # and an export of the same network through ONNX Runtime
+    from specnet.export import _torch_onnx
+
+    proto, layout = _torch_onnx(small, weights, 18)
+    got = run_session(ort_session(proto), x, layout)
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=0, err_msg="torch → onnx")
+
+
+def test_batch_norm_moving_statistics_follow_keras_not_pytorch() -> None:
+    """Keras: moving = m · moving + (1 − m) · batch, with the batch's biased variance; PyTorch's
+    stock BatchNorm2d uses the unbiased one (and momentum in the opposite sense). One training
+    forward on both backends against that formula in NumPy."""
+    import torch
+
+    text = """\
+name: bn
+input_shape: [3, 4, 2]
+layers:
+  - {name: bn, type: BatchNormalization, momentum: 0.8}
+"""
+    plan = infer(loads_spec(text))
+    x = batch(plan.input_shape, n=5, seed=1) * 3.0
+    mean, variance = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))  # biased: divided by N
+    want_mean = 0.8 * 0.0 + 0.2 * mean
+    want_variance = 0.8 * 1.0 + 0.2 * variance
+    keras = get_backend("keras").build(plan)
+    keras(x, training=True)
+    layer = keras.get_layer("bn")
+    np.testing.assert_allclose(layer.moving_mean.numpy(), want_mean, rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), want_variance, rtol=1e-5)
+    model = get_backend("torch").build(plan).train()
+    model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(model.bn.running_mean.numpy(), want_mean, rtol=1e-5)
+    np.testing.assert_allclose(model.bn.running_var.numpy(), want_variance, rtol=1e-5)
+    stock = torch.nn.BatchNorm2d(2, momentum=0.2).train()
+    stock(torch.from_numpy(x).permute(0, 3, 1, 2))
+    assert not np.allclose(stock.running_var.numpy(), want_variance, rtol=1e-3)  # the trap
