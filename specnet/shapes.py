@@ -26,6 +26,7 @@ from specnet.spec import (
     Concatenate,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -34,6 +35,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    ReLU,
     Softmax,
     Spec,
     Subtract,
@@ -54,6 +56,7 @@ __all__ = [
     "flatten_folds",
     "infer",
     "logits_plan",
+    "out_channels",
     "same_padding",
     "summary_text",
 ]
@@ -229,9 +232,18 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+def out_channels(layer: Conv2D | DepthwiseConv2D, channels: int) -> int:
+    """A convolution's output channels: ``filters``, or ``channels · depth_multiplier``."""
+    if isinstance(layer, DepthwiseConv2D):
+        return channels * layer.depth_multiplier
+    return layer.filters
+
+
+def _conv2d(layer: Conv2D | DepthwiseConv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     h, w, c = _image(shape)
+    filters = out_channels(layer, c)
+    reads = 1 if isinstance(layer, DepthwiseConv2D) else c  # input channels per output one
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     if max(sh, sw) > 1 and max(dh, dw) > 1:
         raise _Impossible(
@@ -242,9 +254,9 @@ def _conv2d(layer: Conv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     size = f"kernel_size {kh}×{kw}" + (f" (dilated to {eh}×{ew})" if (eh, ew) != (kh, kw) else "")
     oh = _window(h, eh, sh, layer.padding, size, shape)
     ow = _window(w, ew, sw, layer.padding, size, shape)
-    bias = layer.filters if layer.use_bias else 0
-    flops = oh * ow * (2 * kh * kw * c * layer.filters + bias)
-    return (oh, ow, layer.filters), flops
+    bias = filters if layer.use_bias else 0
+    flops = oh * ow * (2 * kh * kw * reads * filters + bias)
+    return (oh, ow, filters), flops
 
 
 def _max_pool(layer: MaxPool, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
@@ -374,6 +386,8 @@ RULES: dict[type[LayerBase], Rule] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _elementwise,
+    DepthwiseConv2D: _conv2d,
+    ReLU: _elementwise,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
     GlobalAveragePooling2D: _global_pool,
@@ -393,6 +407,14 @@ def _conv2d_weights(layer: Conv2D, shapes: tuple[Shape, ...]) -> WeightShapes:
     weights: WeightShapes = {"kernel": ((kh, kw, c, layer.filters), True)}
     if layer.use_bias:
         weights["bias"] = ((layer.filters,), True)
+    return weights
+
+
+def _depthwise_weights(layer: DepthwiseConv2D, shapes: tuple[Shape, ...]) -> WeightShapes:
+    (kh, kw), c, m = layer.kernel_size, shapes[0][-1], layer.depth_multiplier
+    weights: WeightShapes = {"depthwise_kernel": ((kh, kw, c, m), True)}
+    if layer.use_bias:
+        weights["bias"] = ((c * m,), True)
     return weights
 
 
@@ -429,6 +451,8 @@ WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]]
     Flatten: _none,
     Dense: _dense_weights,
     Softmax: _none,
+    DepthwiseConv2D: _depthwise_weights,
+    ReLU: _none,
     BatchNormalization: _batch_norm_weights,
     ZeroPadding2D: _none,
     GlobalAveragePooling2D: _none,

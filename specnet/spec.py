@@ -49,6 +49,7 @@ __all__ = [
     "Conv2D",
     "Data",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling2D",
@@ -58,6 +59,7 @@ __all__ = [
     "MaxPool",
     "Maximum",
     "Multiply",
+    "ReLU",
     "Softmax",
     "Spec",
     "Subtract",
@@ -198,6 +200,40 @@ class Conv2D(LayerBase):
     use_bias: StrictBool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+
+class DepthwiseConv2D(LayerBase):
+    """A 2-D convolution of each channel on its own: ``depth_multiplier`` filters per input
+    channel, output channels in input-channel order. Kernel layout (h, w, channels,
+    depth_multiplier): Keras's ``depthwise_kernel``."""
+
+    KIND = "DepthwiseConv2D"
+    PREFIX = "depthwise_conv2d"
+    type: Literal["DepthwiseConv2D"]
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    depth_multiplier: PositiveInt = 1
+    dilation_rate: Pair = (1, 1)
+    activation: ActivationName | None = None
+    use_bias: StrictBool = True
+    depthwise_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+
+NonNegativeFloat = Annotated[float, Strict(), at.Ge(0), at.Lt(math.inf)]
+
+
+class ReLU(LayerBase):
+    """Keras's ``ReLU`` layer: ``min(max(x, 0), max_value)``, ``negative_slope · x`` below 0
+    (``max_value: 6`` is MobileNet's relu6). ``threshold`` other than 0 is not supported yet."""
+
+    KIND = "ReLU"
+    PREFIX = "re_lu"
+    type: Literal["ReLU"]
+    max_value: Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)] | None = None
+    negative_slope: NonNegativeFloat = 0.0
+    threshold: Annotated[float, Strict(), at.Ge(0), at.Le(0)] = 0.0
 
 
 class Activation(LayerBase):
@@ -400,6 +436,8 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Flatten,
     Dense,
     Softmax,
+    DepthwiseConv2D,
+    ReLU,
     BatchNormalization,
     ZeroPadding2D,
     GlobalAveragePooling2D,
@@ -419,6 +457,8 @@ Layer = Annotated[
     | Flatten
     | Dense
     | Softmax
+    | DepthwiseConv2D
+    | ReLU
     | BatchNormalization
     | ZeroPadding2D
     | GlobalAveragePooling2D
@@ -900,8 +940,7 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 #: Keras layers specnet does not have yet → the nearest kind it has (said instead of "unknown")
 NOT_YET = {
-    "DepthwiseConv2D": "Conv2D",
-    "SeparableConv2D": "Conv2D",
+    "SeparableConv2D": "DepthwiseConv2D followed by a 1×1 Conv2D (what it computes)",
     "Conv2DTranspose": "Conv2D (then an upsampling, once there is one)",
     "Conv1D": "Conv2D over a (length, 1, channels) input",
     "AveragePooling2D": "MaxPooling2D, or GlobalAveragePooling2D over the whole image",
@@ -909,7 +948,6 @@ NOT_YET = {
     "MaxPooling1D": "MaxPooling2D",
     "GlobalAveragePooling1D": "GlobalAveragePooling2D",
     "UpSampling2D": "ZeroPadding2D (no upsampling yet)",
-    "ReLU": "Activation with activation: relu",
     "LeakyReLU": "Activation with activation: leaky_relu",
     "PReLU": "Activation with activation: leaky_relu",
     "ELU": "Activation with activation: elu",

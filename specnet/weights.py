@@ -117,7 +117,10 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
     for key, shape in expected_shapes(plan).items():
         name, kind = key.rsplit(".", 1)
         layer = next(step.layer for step in plan.layers if step.name == name)
-        initializer = getattr(layer, f"{kind}_initializer")
+        # Keras names each initializer after its variable, but depthwise_kernel's is
+        # depthwise_initializer
+        field = "depthwise_initializer" if kind == "depthwise_kernel" else f"{kind}_initializer"
+        initializer = getattr(layer, field)
         rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
         weights[key] = np.asarray(draw(initializer, rng, shape), dtype=np.float32)
     return weights

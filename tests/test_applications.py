@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from specnet import infer, load_spec, loads_spec
 from specnet._frameworks import keras_module
@@ -22,13 +23,21 @@ from tests.conftest import ROOT
 from tests.helpers import batch
 
 RESNET50 = ROOT / "specs" / "applications" / "resnet50.yaml"
+#: spec, keras.applications constructor, its total and trainable parameters, its layer count
+#: (InputLayer left out), as keras.applications' own summaries print them
+APPLICATIONS = [
+    ("resnet50.yaml", "ResNet50", 25_636_712, 25_583_592, 176),
+    ("mobilenet_v2.yaml", "MobileNetV2", 3_538_984, 3_504_872, 155),
+]
 
 
 def _keras_weights(model: Any, seed: int) -> dict[str, np.ndarray]:
     """Every variable of a Keras model by ``<layer>.<variable>``, BatchNorm statistics drawn."""
     rng = np.random.default_rng(seed)
     weights = {}
+    keras = keras_module()
     for layer in model.layers:
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
         for variable in layer.weights:
             value = variable.numpy()
             if variable.name == "moving_mean":
@@ -38,22 +47,29 @@ def _keras_weights(model: Any, seed: int) -> dict[str, np.ndarray]:
             elif variable.name in ("gamma", "beta"):
                 value = (value + rng.normal(0, 0.1, value.shape)).astype(np.float32)
             variable.assign(value)
-            weights[f"{layer.name}.{variable.name}"] = value
+            # Keras 3 calls a depthwise kernel `kernel`; canonically (Keras 2, HDF5 files) it is
+            # `depthwise_kernel`, a layout of its own
+            name = "depthwise_kernel" if depthwise and variable.name == "kernel" else variable.name
+            weights[f"{layer.name}.{name}"] = value
     return weights
 
 
-def test_resnet50_is_keras_applications_resnet50() -> None:
+@pytest.mark.parametrize(("file", "constructor", "total", "trainable", "count"), APPLICATIONS)
+def test_an_application_is_keras_applications_own(
+    file: str, constructor: str, total: int, trainable: int, count: int
+) -> None:
     keras = keras_module()
-    spec = load_spec(RESNET50)
-    full = infer(spec)
-    assert full.total_params == 25_636_712  # keras.applications.ResNet50's count
-    assert full.trainable_params == 25_583_592
-    assert len(full.layers) == 176
-    written = [line for line in RESNET50.read_text().splitlines() if line.strip()]
+    path = ROOT / "specs" / "applications" / file
+    full = infer(load_spec(path))
+    assert full.total_params == total
+    assert full.trainable_params == trainable
+    assert len(full.layers) == count
+    written = [line for line in path.read_text().splitlines() if line.strip()]
     assert len([line for line in written if not line.lstrip().startswith("#")]) <= 150
 
-    small = infer(loads_spec(RESNET50.read_text().replace("[224, 224, 3]", "[64, 64, 3]")))
-    reference = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    small = infer(loads_spec(path.read_text().replace("[224, 224, 3]", "[64, 64, 3]")))
+    make = getattr(keras.applications, constructor)
+    reference = make(weights=None, input_shape=(64, 64, 3))
     # the same layers by name (Keras lists a functional model's layers in its own traversal
     # order, which puts conv2_block1_1_conv before the shortcut's 0_conv)
     assert sorted(layer.name for layer in reference.layers[1:]) == sorted(

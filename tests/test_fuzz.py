@@ -69,6 +69,9 @@ FIELDS = [
     "center",
     "scale",
     "keepdims",
+    "depth_multiplier",
+    "max_value",
+    "negative_slope",
 ]
 layer = st.fixed_dictionaries(
     {
@@ -95,6 +98,8 @@ layer = st.fixed_dictionaries(
                 "ZeroPadding2D",
                 "GlobalAveragePooling2D",
                 "GlobalMaxPooling2D",
+                "DepthwiseConv2D",
+                "ReLU",
             ]
         )
     },

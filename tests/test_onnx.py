@@ -106,6 +106,8 @@ def test_direct_graph(path: Path) -> None:
             one = merged if step.layer.MERGE and step.kind != "Concatenate" else 1
             expected += {"Dropout": 0, "Activation": activation != "linear"}.get(step.kind, one)
             expected += fused
+            # a ReLU with a ceiling is Relu (or LeakyRelu) then Clip
+            expected += step.kind == "ReLU" and step.layer.max_value is not None
             # a global pool that drops the (1, 1) axes is GlobalAveragePool then Flatten
             expected += step.kind.startswith("Global") and not step.layer.keepdims
         gelu_extra = 4 * sum(1 for node in model.graph.node if node.name.endswith("/gelu_div"))

@@ -39,6 +39,7 @@ from specnet.spec import (
     Concatenate,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -47,6 +48,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    ReLU,
     Softmax,
     Subtract,
     Train,
@@ -105,6 +107,28 @@ def _softmax(layer: Softmax) -> Call:
     return "Softmax", {"axis": layer.axis}
 
 
+def _depthwise(layer: DepthwiseConv2D) -> Call:
+    return "DepthwiseConv2D", {
+        "kernel_size": layer.kernel_size,
+        "strides": layer.strides,
+        "padding": layer.padding,
+        "depth_multiplier": layer.depth_multiplier,
+        "dilation_rate": layer.dilation_rate,
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "depthwise_initializer": layer.depthwise_initializer,
+        "bias_initializer": layer.bias_initializer,
+    }
+
+
+def _relu(layer: ReLU) -> Call:
+    return "ReLU", {
+        "max_value": layer.max_value,
+        "negative_slope": layer.negative_slope,
+        "threshold": layer.threshold,
+    }
+
+
 def _batch_norm(layer: BatchNormalization) -> Call:
     fields = [f for f in type(layer).model_fields if f not in ("name", "inputs", "type")]
     return "BatchNormalization", {field: getattr(layer, field) for field in fields}  # Keras's names
@@ -134,6 +158,8 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    DepthwiseConv2D: _depthwise,
+    ReLU: _relu,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
     GlobalAveragePooling2D: _global_pool,
@@ -171,6 +197,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "moving_mean_initializer": "zeros", "moving_variance_initializer": "ones",
     },
     "GlobalAveragePooling2D": {"keepdims": False},
+    "DepthwiseConv2D": {
+        "strides": (1, 1), "padding": "valid", "depth_multiplier": 1, "dilation_rate": (1, 1),
+        "activation": None, "use_bias": True, "depthwise_initializer": "glorot_uniform",
+        "bias_initializer": "zeros",
+    },
+    "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
     "GlobalMaxPooling2D": {"keepdims": False},
 }  # fmt: skip
 
@@ -212,6 +244,10 @@ def compile_model(model: Any, plan: Plan) -> None:
     chosen.build(model.trainable_variables)
 
 
+#: canonical suffixes Keras 3 keeps under another attribute: a depthwise kernel is Keras 2's
+#: (and keras.applications' HDF5 files') `depthwise_kernel`, Keras 3's `kernel`
+_ATTRIBUTE = {"depthwise_kernel": "kernel"}
+
 _OPTIMIZERS = {"SGD": "SGD", "Adam": "Adam", "RMSprop": "RMSprop"}
 _LABELS = {
     "categorical_crossentropy": "one-hot rows (keras.utils.to_categorical)",
@@ -241,13 +277,15 @@ class KerasBackend:
         for step in plan.layers:  # every weight by Keras's attribute name (gamma, moving_mean…)
             layer = model.get_layer(step.name) if step.weights else None
             for suffix in step.weights:
-                getattr(layer, suffix).assign(weights[f"{step.name}.{suffix}"])
+                getattr(layer, _ATTRIBUTE.get(suffix, suffix)).assign(
+                    weights[f"{step.name}.{suffix}"]
+                )
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
         out: Weights = {}
         for key in expected_shapes(plan):
             name, kind = key.rsplit(".", 1)
-            out[key] = getattr(model.get_layer(name), kind).numpy()
+            out[key] = getattr(model.get_layer(name), _ATTRIBUTE.get(kind, kind)).numpy()
         return out
 
     def predict(self, model: Any, x: Any) -> Any:
@@ -374,8 +412,10 @@ def load_canonical_weights(model: keras.Model, path: str | Path) -> None:
     ``<layer>.<variable>`` (kernel, bias, gamma, beta, moving_mean, moving_variance)."""
     weights = read_safetensors(path)
     for layer in model.layers:
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
         for variable in layer.weights:
-            key = f"{{layer.name}}.{{variable.name}}"
+            name = "depthwise_kernel" if depthwise and variable.name == "kernel" else variable.name
+            key = f"{{layer.name}}.{{name}}"
             if key in weights:
                 variable.assign(weights[key])
 '''

@@ -36,6 +36,7 @@ from specnet.spec import (
     Concatenate,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -44,6 +45,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    ReLU,
     Softmax,
     Subtract,
     Train,
@@ -94,18 +96,28 @@ def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> 
     return [top, left, bottom, right]  # ONNX: begins of each axis, then ends
 
 
-def _conv2d(layer: Conv2D, step: PlanLayer, opset: int) -> list[Node]:
+def _conv2d(layer: Conv2D | DepthwiseConv2D, step: PlanLayer, opset: int) -> list[Node]:
     (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
     effective = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
     pads = _pads(step, effective, layer.strides) if layer.padding == "same" else [0, 0, 0, 0]
-    weights = [f"{step.name}.kernel"] + ([f"{step.name}.bias"] if layer.use_bias else [])
+    kernel = "depthwise_kernel" if isinstance(layer, DepthwiseConv2D) else "kernel"
+    weights = [f"{step.name}.{kernel}"] + ([f"{step.name}.bias"] if layer.use_bias else [])
     attrs = {
+        "group": step.input_shape[-1] if isinstance(layer, DepthwiseConv2D) else 1,
         "kernel_shape": list(layer.kernel_size),
         "strides": list(layer.strides),
         "dilations": list(layer.dilation_rate),
         "pads": pads,
     }
     return [("Conv", weights, attrs), *_act(layer.activation, opset)]
+
+
+def _relu(layer: ReLU, step: PlanLayer, opset: int) -> list[Node]:
+    slope, ceiling = layer.negative_slope, layer.max_value
+    nodes: list[Node] = [("LeakyRelu", [], {"alpha": slope}) if slope else ("Relu", [], {})]
+    if ceiling is not None:  # Clip's bounds are inputs from opset 11: no lower one
+        nodes.append(("Clip", ["", f"scalar/{float(ceiling)!r}"], {}))
+    return nodes
 
 
 def _activation(layer: Activation, step: PlanLayer, opset: int) -> list[Node]:
@@ -182,6 +194,8 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    DepthwiseConv2D: _conv2d,
+    ReLU: _relu,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
     GlobalAveragePooling2D: _global_pool,
@@ -376,13 +390,14 @@ def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:
 
 def _constants(np: Any, nodes: list[Any]) -> dict[str, Any]:
     """The constant initializers the nodes read, made from their names: GELU's scalars,
-    ``average/N`` (an Average's count), ``ones/C`` and ``zeros/C`` (a BatchNormalization
-    without scale and center), ``pads/…`` (a Pad's int64 amounts)."""
+    ``average/N`` (an Average's count), ``scalar/X`` (a ReLU's ceiling), ``ones/C`` and
+    ``zeros/C`` (a BatchNormalization without scale and center), ``pads/…`` (a Pad's int64
+    amounts)."""
     read = sorted({name for node in nodes for name in node.input})
     constants = {key: np.asarray(value, np.float32) for key, value in _GELU.items() if key in read}
     for name in read:
         kind, _, value = name.partition("/")
-        if kind == "average":
+        if kind in ("average", "scalar"):
             constants[name] = np.asarray(float(value), np.float32)
         elif kind in ("ones", "zeros"):
             constants[name] = getattr(np, kind)(int(value), np.float32)

@@ -37,7 +37,14 @@ from specnet.backends import (
 )
 from specnet.errors import UsageError
 from specnet.layout import nchw_axis
-from specnet.shapes import Plan, PlanLayer, concat_axis, flatten_folds, same_padding
+from specnet.shapes import (
+    Plan,
+    PlanLayer,
+    concat_axis,
+    flatten_folds,
+    out_channels,
+    same_padding,
+)
 from specnet.spec import (
     Activation,
     Add,
@@ -46,6 +53,7 @@ from specnet.spec import (
     Concatenate,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -54,6 +62,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    ReLU,
     Softmax,
     Subtract,
     Train,
@@ -94,7 +103,8 @@ def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> 
     return (left, right, top, bottom)
 
 
-def _conv2d(layer: Conv2D, step: PlanLayer) -> list[Module]:
+def _conv2d(layer: Conv2D | DepthwiseConv2D, step: PlanLayer) -> list[Module]:
+    """Conv2d; a DepthwiseConv2D is one with a group per input channel."""
     kh, kw = layer.kernel_size
     dh, dw = layer.dilation_rate
     modules: list[Module] = []
@@ -112,10 +122,30 @@ def _conv2d(layer: Conv2D, step: PlanLayer) -> list[Module]:
         "stride": layer.strides,
         "padding": padding,
         "dilation": layer.dilation_rate,
+        "groups": step.input_shape[-1] if isinstance(layer, DepthwiseConv2D) else 1,
         "bias": layer.use_bias,
     }
-    modules.append((step.name, "Conv2d", (step.input_shape[-1], layer.filters), conv))
+    channels = (step.input_shape[-1], out_channels(layer, step.input_shape[-1]))
+    modules.append((step.name, "Conv2d", channels, conv))
     return modules + _activation_module(f"{step.name}_act", layer.activation)
+
+
+def _relu(layer: ReLU, step: PlanLayer) -> list[Module]:
+    """Keras's ReLU layer as the stock module that computes it."""
+    slope, ceiling = layer.negative_slope, layer.max_value
+    if slope == 0 and ceiling is None:
+        return [(step.name, "ReLU", (), {})]
+    if slope == 0 and ceiling == 6:
+        return [(step.name, "ReLU6", (), {})]
+    if slope == 0:
+        return [(step.name, "Hardtanh", (0.0, float(ceiling)), {})]  # type: ignore[arg-type]
+    if ceiling is None:
+        return [(step.name, "LeakyReLU", (slope,), {})]
+    # both: the leak below 0, then the ceiling (min(leaky(x), max_value) is Keras's formula)
+    return [
+        (step.name, "LeakyReLU", (slope,), {}),
+        (f"{step.name}_max", "Hardtanh", (-math.inf, float(ceiling)), {}),
+    ]
 
 
 def _activation(layer: Activation, step: PlanLayer) -> list[Module]:
@@ -189,6 +219,8 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Flatten: _flatten,
     Dense: _dense,
     Softmax: _softmax,
+    DepthwiseConv2D: _conv2d,
+    ReLU: _relu,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
     GlobalAveragePooling2D: _global_pool,
@@ -260,6 +292,15 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
                         [("transpose", (2, 3, 1, 0))],
                     )
                 )
+            elif isinstance(layer, DepthwiseConv2D):
+                # (h, w, c, m) → one group per channel: (c·m, 1, h, w), output c·m = i·m + j
+                (kh, kw), c, m = layer.kernel_size, step.input_shape[-1], layer.depth_multiplier
+                grouped: list[Step] = [
+                    ("reshape", (kh, kw, c * m, 1)),
+                    ("transpose", (2, 3, 0, 1)),
+                ]
+                back: list[Step] = [("transpose", (2, 3, 0, 1)), ("reshape", (kh, kw, c, m))]
+                table.append((key, f"{name}.weight", grouped, back))
             elif isinstance(layer, Dense) and name in images:
                 (h, w, c), units = images[name], layer.units
                 to_torch: list[Step] = [
@@ -482,7 +523,13 @@ class TorchBackend:
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "Conv2d": {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "bias": True},
+    "Conv2d": {
+        "stride": (1, 1),
+        "padding": (0, 0),
+        "dilation": (1, 1),
+        "groups": 1,
+        "bias": True,
+    },
     "MaxPool2d": {"padding": (0, 0)},
     "Linear": {"bias": True},
     "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
