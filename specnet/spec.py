@@ -636,16 +636,6 @@ class Spec(_Model):
             above = layer["name"]
         return data
 
-    @property
-    def is_chain(self) -> bool:
-        """Whether every layer reads the one above (a Keras ``Sequential``)."""
-        above = "input"
-        for layer in self.layers:
-            if layer.inputs != (above,):
-                return False
-            above = layer.name  # type: ignore[assignment]
-        return True
-
 
 # ----------------------------------------------------------------------------- loading
 
