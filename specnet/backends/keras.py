@@ -61,28 +61,15 @@ __all__ = ["BACKEND", "LAYERS", "KerasBackend", "compile_model", "loss_source"]
 Call = tuple[str, dict[str, Any]]  # (keras.layers class name, keyword arguments)
 
 
-def _weighted(layer: Conv2D | Dense) -> dict[str, Any]:
-    """The fields Conv2D and Dense share, which Keras spells exactly as the spec does."""
-    fields = ("activation", "use_bias", "kernel_initializer", "bias_initializer")
-    return {field: getattr(layer, field) for field in fields}
-
-
-def _conv2d(layer: Conv2D) -> Call:
-    return "Conv2D", {
-        "filters": layer.filters,
-        "kernel_size": layer.kernel_size,
-        "strides": layer.strides,
-        "padding": layer.padding,
-        "dilation_rate": layer.dilation_rate,
-        **_weighted(layer),
-    }
-
-
-def _activation(layer: Activation) -> Call:
-    return "Activation", {"activation": layer.activation}
+def _as_written(layer: LayerBase) -> Call:
+    """The Keras layer of the same name, with every field as the spec holds it: the spec's
+    field names are Keras's (Conv2D's ``filters``, BatchNormalization's ``momentum``…)."""
+    fields = [f for f in type(layer).model_fields if f not in ("name", "inputs", "type")]
+    return layer.KIND, {field: getattr(layer, field) for field in fields}
 
 
 def _max_pool(layer: MaxPool) -> Call:
+    """The one kind Keras calls otherwise, whose ``strides`` default to ``pool_size``."""
     strides = layer.strides or layer.pool_size
     return "MaxPooling2D", {
         "pool_size": layer.pool_size,
@@ -91,85 +78,26 @@ def _max_pool(layer: MaxPool) -> Call:
     }
 
 
-def _dropout(layer: Dropout) -> Call:
-    return "Dropout", {"rate": layer.rate}
-
-
-def _flatten(layer: Flatten) -> Call:
-    return "Flatten", {}
-
-
-def _dense(layer: Dense) -> Call:
-    return "Dense", {"units": layer.units, **_weighted(layer)}
-
-
-def _softmax(layer: Softmax) -> Call:
-    return "Softmax", {"axis": layer.axis}
-
-
-def _depthwise(layer: DepthwiseConv2D) -> Call:
-    return "DepthwiseConv2D", {
-        "kernel_size": layer.kernel_size,
-        "strides": layer.strides,
-        "padding": layer.padding,
-        "depth_multiplier": layer.depth_multiplier,
-        "dilation_rate": layer.dilation_rate,
-        "activation": layer.activation,
-        "use_bias": layer.use_bias,
-        "depthwise_initializer": layer.depthwise_initializer,
-        "bias_initializer": layer.bias_initializer,
-    }
-
-
-def _relu(layer: ReLU) -> Call:
-    return "ReLU", {
-        "max_value": layer.max_value,
-        "negative_slope": layer.negative_slope,
-        "threshold": layer.threshold,
-    }
-
-
-def _batch_norm(layer: BatchNormalization) -> Call:
-    fields = [f for f in type(layer).model_fields if f not in ("name", "inputs", "type")]
-    return "BatchNormalization", {field: getattr(layer, field) for field in fields}  # Keras's names
-
-
-def _zero_padding(layer: ZeroPadding2D) -> Call:
-    return "ZeroPadding2D", {"padding": layer.padding}
-
-
-def _global_pool(layer: GlobalAveragePooling2D | GlobalMaxPooling2D) -> Call:
-    return layer.KIND, {"keepdims": layer.keepdims}
-
-
-def _concatenate(layer: Concatenate) -> Call:
-    return "Concatenate", {"axis": layer.axis}
-
-
-def _merge(layer: LayerBase) -> Call:
-    return layer.KIND, {}  # Keras's class has the spec's name and no other field
-
-
 LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
-    Conv2D: _conv2d,
-    Activation: _activation,
+    Conv2D: _as_written,
+    Activation: _as_written,
     MaxPool: _max_pool,
-    Dropout: _dropout,
-    Flatten: _flatten,
-    Dense: _dense,
-    Softmax: _softmax,
-    DepthwiseConv2D: _depthwise,
-    ReLU: _relu,
-    BatchNormalization: _batch_norm,
-    ZeroPadding2D: _zero_padding,
-    GlobalAveragePooling2D: _global_pool,
-    GlobalMaxPooling2D: _global_pool,
-    Add: _merge,
-    Subtract: _merge,
-    Multiply: _merge,
-    Average: _merge,
-    Maximum: _merge,
-    Concatenate: _concatenate,
+    Dropout: _as_written,
+    Flatten: _as_written,
+    Dense: _as_written,
+    Softmax: _as_written,
+    DepthwiseConv2D: _as_written,
+    ReLU: _as_written,
+    BatchNormalization: _as_written,
+    ZeroPadding2D: _as_written,
+    GlobalAveragePooling2D: _as_written,
+    GlobalMaxPooling2D: _as_written,
+    Add: _as_written,
+    Subtract: _as_written,
+    Multiply: _as_written,
+    Average: _as_written,
+    Maximum: _as_written,
+    Concatenate: _as_written,
 }
 
 
