@@ -546,8 +546,9 @@ def _check_cuda(backend: str) -> None:
     """``--device cuda`` on a machine whose framework sees no GPU is refused (exit 1), on both
     backends, rather than trained on the CPU and recorded as cuda."""
     if backend == "torch":
-        if not require("torch").cuda.is_available():
-            raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
+        from specnet.backends.torch_train import device_for
+
+        device_for("cuda", require("torch").cuda.is_available())
         return
     from specnet._frameworks import keras_module
 

@@ -156,6 +156,14 @@ def _like(param: Any, value: Any) -> Any:
     return torch.empty_like(param).copy_(value)
 
 
+def device_for(requested: str, cuda_available: bool) -> str:
+    """The device a run trains on: ``cuda`` when asked for or, with ``auto``, when PyTorch sees
+    a GPU; ``--device cuda`` without one is refused rather than trained on the CPU."""
+    if requested == "cuda" and not cuda_available:
+        raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
+    return "cuda" if requested == "cuda" or (requested == "auto" and cuda_available) else "cpu"
+
+
 class TorchTrainer:
     """Owns the training model (logits), its optimizer and the RNG; see specnet.train."""
 
@@ -167,12 +175,9 @@ class TorchTrainer:
         weights: Weights,
         options: TrainOptions = DEFAULT_OPTIONS,
     ) -> None:
-        device = options.device
         self.backend, self.plan, self.train_config = backend, plan, train
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeFailure("--device cuda: PyTorch sees no CUDA device here")
-        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda" if cuda else "cpu")
+        self.device = torch.device(device_for(options.device, torch.cuda.is_available()))
+        cuda = self.device.type == "cuda"
         dist = torch.distributed
         self.distributed = dist.is_available() and dist.is_initialized()
         rank = dist.get_rank() if self.distributed else 0
