@@ -96,9 +96,22 @@ ACTIVATIONS = (
     "gelu",
     "softplus",
     "leaky_relu",
+    "relu6",
+    "silu",
+    "swish",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "mish",
+    "exponential",
 )
+# Keras 3's definitions, which every backend computes: relu6 = min(max(x, 0), 6); silu = swish =
+# x·sigmoid(x); hard_sigmoid = relu6(x + 3) / 6 (Keras 2's was clip(0.2·x + 0.5, 0, 1): a Keras 2
+# file's hard_sigmoid is another function); hard_silu = hard_swish = x·hard_sigmoid(x);
+# mish = x·tanh(softplus(x)); exponential = exp(x).
 ActivationName = Literal[
-    "relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "softplus", "leaky_relu"
+    "relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "softplus", "leaky_relu",
+    "relu6", "silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish", "mish", "exponential",
 ]
 INITIALIZERS = (
     "glorot_uniform",

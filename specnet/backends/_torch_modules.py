@@ -76,6 +76,13 @@ class FlattenHWC(torch.nn.Module):
         return x.permute(0, 2, 3, 1).flatten(1)
 
 
+class Exp(torch.nn.Module):
+    """Keras's ``exponential`` activation (torch.nn has no module for it)."""
+
+    def forward(self, x: Any) -> Any:
+        return torch.exp(x)
+
+
 @dataclass(frozen=True)
 class Step:
     """One spec layer in :class:`Graph`'s forward: merge its inputs (a merge layer, with
@@ -167,12 +174,14 @@ class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
     """``nn.BatchNorm1d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
 
 
-# stock nn class name → faster module with the same constructor and semantics; FlattenHWC is no
-# stock class: the generated source writes it as nn.Flatten() on x.permute(0, 2, 3, 1)
+# stock nn class name → faster module with the same constructor and semantics; FlattenHWC and Exp
+# are no stock class: the generated source writes nn.Flatten() on x.permute(0, 2, 3, 1) and
+# torch.exp(x)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "BatchNorm2d": KerasBatchNorm2d,
     "BatchNorm1d": KerasBatchNorm1d,
     "Dropout": FastDropout,
     "Flatten": FastFlatten,
     "FlattenHWC": FlattenHWC,
+    "Exp": Exp,
 }

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet import __version__, _standalone
-from specnet._frameworks import keras_module
+from specnet._frameworks import keras_module, require
 from specnet._io import TEMP_SUFFIX, current_umask
 from specnet.backends import (
     DEFAULT_OPTIONS,
@@ -184,6 +184,36 @@ _LABELS = {
 }
 
 
+# TensorFlow's grappler remapper (oneDNN, CPU) fuses a convolution, its bias and a hard_silu into
+# one op, then fuses a following Mish or LeakyRelu into it too, and has no kernel for the result:
+# "UNIMPLEMENTED: Fusion is not implemented: [BiasAdd,_FusedHardSwish,Mish]" at the first predict
+# or fit (TensorFlow 2.21, plain Keras: Conv2D(activation="hard_silu") then Activation("mish")).
+# The option is read whenever a function runs, so it cannot be scoped to one model: a network with
+# a convolution whose fused activation is hard_silu turns the remapper off for the process (the
+# same numbers; its convolutions lose the fusion). tests/test_activations.py keeps the bug's
+# reproduction, to see when TensorFlow fixes it.
+_UNFUSABLE = ("hard_silu", "hard_swish")
+_NO_REMAPPING = """\
+    # TensorFlow's CPU remapper cannot run a convolution fused with hard_silu then mish or
+    # leaky_relu ("Fusion is not implemented"): turn that graph rewrite off
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+"""
+
+
+def _needs_no_remapping(plan: Plan) -> bool:
+    return any(
+        isinstance(step.layer, (Conv2D, DepthwiseConv2D)) and step.layer.activation in _UNFUSABLE
+        for step in plan.layers
+    )
+
+
+def _avoid_unfusable(plan: Plan) -> None:
+    if _needs_no_remapping(plan):
+        require("tensorflow").config.optimizer.set_experimental_options({"remapping": False})
+
+
 class KerasBackend:
     """Keras 3 on TensorFlow. Models are functional ``keras.Model``s; the input is NHWC."""
 
@@ -192,6 +222,7 @@ class KerasBackend:
 
     def build(self, plan: Plan) -> Any:
         keras = keras_module()
+        _avoid_unfusable(plan)
         values = {"input": keras.Input(shape=plan.input_shape, name="input")}
         for step in plan.layers:
             cls, kwargs = _call(step)
@@ -244,6 +275,7 @@ class KerasBackend:
 
     def load_native(self, path: Path, plan: Plan) -> Any:
         keras = keras_module()
+        _avoid_unfusable(plan)
         return keras.saving.load_model(path, compile=False, safe_mode=True)
 
     def trainer(
@@ -297,7 +329,8 @@ class KerasBackend:
             name=plan.name,
             version=__version__,
             input_shape=tuple(plan.input_shape),
-            network=network.replace("{name}", repr(plan.name)),
+            network=(_NO_REMAPPING if _needs_no_remapping(plan) else "")
+            + network.replace("{name}", repr(plan.name)),
             reader=reader,
         )
 

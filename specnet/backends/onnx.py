@@ -86,8 +86,27 @@ def _act(activation: str | None, opset: int) -> list[Node]:
         "gelu": ("Gelu", [], {}),
         "softplus": ("Softplus", [], {}),
         "leaky_relu": ("LeakyRelu", [], {"alpha": 0.2}),  # Keras's slope
+        "relu6": ("Clip", ["scalar/0.0", "scalar/6.0"], {}),
+        "hard_sigmoid": _HARD_SIGMOID,
+        "exponential": ("Exp", [], {}),
     }
+    gated: dict[str, list[Node]] = {  # x · f(x), the ops of f
+        "silu": [("Sigmoid", [], {})],
+        "hard_silu": [_HARD_SIGMOID],
+        "mish": [("Softplus", [], {}), ("Tanh", [], {})],
+    }
+    gated["swish"], gated["hard_swish"] = gated["silu"], gated["hard_silu"]
+    if activation in ("hard_silu", "hard_swish") and opset >= 14:
+        return [("HardSwish", [], {})]  # its alpha and beta are Keras's: 1/6 and 1/2
+    if activation == "mish" and opset >= 18:
+        return [("Mish", [], {})]
+    if activation in gated:  # expanded by _emit: the ops of f on x, then Mul with x
+        return [("specnet.Gated", [], {"ops": gated[activation]})]
     return [ops[activation]]
+
+
+# Keras 3's hard_sigmoid, relu6(x + 3) / 6, as ONNX's max(0, min(1, alpha·x + beta))
+_HARD_SIGMOID: Node = ("HardSigmoid", [], {"alpha": 1.0 / 6.0, "beta": 0.5})
 
 
 def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> list[int]:
@@ -281,6 +300,8 @@ def build_graph(
             out = f"{step.name}:{i}"
             if op == "specnet.Gelu":
                 nodes += _gelu(helper, current, out, step.name)
+            elif op == "specnet.Gated":
+                nodes += _gated(helper, current, out, step.name, attrs["ops"])
             else:
                 data = [current, *pending] if op == "Concat" else [current, *pending[:1]]
                 pending = [] if op == "Concat" else pending[1:]
@@ -373,6 +394,20 @@ def _rename_output(nodes: list[Any], old: str, new: str) -> None:
 
 
 _GELU = {"gelu/sqrt2": math.sqrt(2.0), "gelu/one": 1.0, "gelu/half": 0.5}
+
+
+def _gated(helper: Any, x: str, out: str, name: str, ops: list[Node]) -> list[Any]:
+    """``x · f(x)`` (silu, hard_silu, mish below opset 18), f's nodes named ``<layer>/gate_<op>``
+    and the product ``<layer>/gate_mul``."""
+    nodes, current = [], x
+    for i, (op, extra, attrs) in enumerate(ops):
+        value = f"{out}/gate{i}"
+        nodes.append(
+            helper.make_node(op, [current, *extra], [value], name=f"{name}/gate_{op}", **attrs)
+        )
+        current = value
+    nodes.append(helper.make_node("Mul", [x, current], [out], name=f"{name}/gate_mul"))
+    return nodes
 
 
 def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:

@@ -86,6 +86,14 @@ ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "gelu": ("GELU", {"approximate": "none"}),  # Keras's gelu is exact by default
     "softplus": ("Softplus", {}),
     "leaky_relu": ("LeakyReLU", {"negative_slope": 0.2}),  # Keras's slope, not PyTorch's 0.01
+    "relu6": ("ReLU6", {}),
+    "silu": ("SiLU", {}),
+    "swish": ("SiLU", {}),
+    "hard_sigmoid": ("Hardsigmoid", {}),  # relu6(x + 3) / 6, Keras 3's (not Keras 2's 0.2·x + 0.5)
+    "hard_silu": ("Hardswish", {}),
+    "hard_swish": ("Hardswish", {}),
+    "mish": ("Mish", {}),
+    "exponential": ("Exp", {}),  # no torch.nn class: _torch_modules.Exp, torch.exp in the source
 }
 
 
@@ -476,12 +484,15 @@ class TorchBackend:
                 expression = MERGE_SOURCE[type(step.layer)](given, step)
                 calls.append(f"        {out} = {expression}  # {step.name} {shapes[step.name]}")
             for i, (name, cls, args, kwargs) in enumerate(modules):
+                comment = f"  # {shapes[name]}" if name in shapes else ""
+                value = out if i else given[0]
+                if cls in _FUNCTIONS:  # no torch.nn class: a function call, no module
+                    calls.append(f"        {out} = {_FUNCTIONS[cls]}({value}){comment}")
+                    continue
                 # the Flatten that keeps Keras's (h, w, c) order (see FlattenHWC)
                 hwc = cls == "FlattenHWC"
                 call = call_source("Flatten" if hwc else cls, args, kwargs, _DEFAULTS.get(cls, {}))
                 inits.append(f"        self.{name} = nn.{call}")
-                comment = f"  # {shapes[name]}" if name in shapes else ""
-                value = out if i else given[0]
                 value = f"{value}.permute(0, 2, 3, 1)" if hwc else value
                 calls.append(f"        {out} = self.{name}({value}){comment}")
         loads = [
@@ -520,6 +531,10 @@ class TorchBackend:
             loads="\n".join(loads) or "    pass",
         )
 
+
+# module pseudo-classes that are no torch.nn class (``_torch_modules.REPLACEMENTS`` runs them):
+# the generated source calls the function instead
+_FUNCTIONS = {"Exp": "torch.exp"}
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
 _DEFAULTS: dict[str, dict[str, Any]] = {
