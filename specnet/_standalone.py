@@ -1,6 +1,7 @@
 """Code that generated model files carry verbatim (see ``emit_source``): it must need nothing
-but the standard library and NumPy, and it is also what specnet itself uses, so the copy in every
-generated file is the tested one."""
+but the standard library and NumPy (and PyTorch, imported inside, for what only the PyTorch source
+carries), and it is also what specnet itself uses, so the copy in every generated file is the
+tested one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,20 @@ import json
 import struct
 from pathlib import Path
 from typing import Any
+
+
+def average_pool_valid(
+    x: Any, kernel_size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]
+) -> Any:
+    """Keras's ``AveragePooling2D(padding="same")`` where its padding is asymmetric (which
+    ``nn.AvgPool2d`` cannot pad): zero-pad by ``pads`` (left, right, top, bottom), sum each
+    window, divide by the number of its elements that are not padding."""
+    import torch.nn.functional as F  # noqa: N812
+
+    ones = x.new_ones((1, 1, *x.shape[2:]))
+    total = F.avg_pool2d(F.pad(x, pads), kernel_size, stride)
+    share = F.avg_pool2d(F.pad(ones, pads), kernel_size, stride)  # valid fraction per window
+    return total / share
 
 
 def read_safetensors(path: str | Path) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    AveragePooling2D,
     Multiply,
     ReLU,
     Softmax,
@@ -259,7 +260,7 @@ def _conv2d(layer: Conv2D | DepthwiseConv2D, shapes: tuple[Shape, ...]) -> tuple
     return (oh, ow, filters), flops
 
 
-def _max_pool(layer: MaxPool, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+def _max_pool(layer: MaxPool | AveragePooling2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     h, w, c = _image(shape)
     ph, pw = layer.pool_size
@@ -382,6 +383,7 @@ RULES: dict[type[LayerBase], Rule] = {
     Conv2D: _conv2d,
     Activation: _elementwise,
     MaxPool: _max_pool,
+    AveragePooling2D: _max_pool,
     Dropout: _identity,
     Flatten: _flatten,
     Dense: _dense,
@@ -447,6 +449,7 @@ WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]]
     Conv2D: _conv2d_weights,
     Activation: _none,
     MaxPool: _none,
+    AveragePooling2D: _none,
     Dropout: _none,
     Flatten: _none,
     Dense: _dense_weights,

@@ -44,6 +44,7 @@ __all__ = [
     "Activation",
     "Add",
     "Average",
+    "AveragePooling2D",
     "BatchNormalization",
     "Concatenate",
     "Conv2D",
@@ -269,6 +270,18 @@ class MaxPool(LayerBase):
     padding: Literal["valid", "same"] = "valid"
 
 
+class AveragePooling2D(LayerBase):
+    """2-D average pooling; with ``same`` padding each window averages its *valid* elements
+    only (Keras's rule: a border window of 2 of 4 pixels divides by 2, not 4)."""
+
+    KIND = "AveragePooling2D"
+    PREFIX = "average_pooling2d"
+    type: Literal["AveragePooling2D", "AvgPool2D"]
+    pool_size: Pair = (2, 2)
+    strides: Pair | None = None
+    padding: Literal["valid", "same"] = "valid"
+
+
 class Dropout(LayerBase):
     """Zeroes a fraction ``rate`` of inputs while training; the identity at inference."""
 
@@ -461,6 +474,7 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Average,
     Maximum,
     Concatenate,
+    AveragePooling2D,
 )
 Layer = Annotated[
     Conv2D
@@ -481,7 +495,8 @@ Layer = Annotated[
     | Multiply
     | Average
     | Maximum
-    | Concatenate,
+    | Concatenate
+    | AveragePooling2D,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
@@ -946,8 +961,6 @@ NOT_YET = {
     "SeparableConv2D": "DepthwiseConv2D followed by a 1×1 Conv2D (what it computes)",
     "Conv2DTranspose": "Conv2D (then an upsampling, once there is one)",
     "Conv1D": "Conv2D over a (length, 1, channels) input",
-    "AveragePooling2D": "MaxPooling2D, or GlobalAveragePooling2D over the whole image",
-    "AvgPool2D": "MaxPooling2D, or GlobalAveragePooling2D over the whole image",
     "MaxPooling1D": "MaxPooling2D",
     "GlobalAveragePooling1D": "GlobalAveragePooling2D",
     "UpSampling2D": "ZeroPadding2D (no upsampling yet)",

@@ -100,6 +100,8 @@ layer = st.fixed_dictionaries(
                 "GlobalMaxPooling2D",
                 "DepthwiseConv2D",
                 "ReLU",
+                "AveragePooling2D",
+                "AvgPool2D",
             ]
         )
     },

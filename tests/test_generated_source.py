@@ -68,6 +68,17 @@ PLANS = {
         ],
     ),
     "no_parameters": lambda: _plan([{"type": "Flatten"}, {"type": "Softmax"}]),
+    # asymmetric `same` (a function the source carries), symmetric `same`, valid; exponential
+    "average_pools": lambda: _plan(
+        [
+            {"type": "AveragePooling2D", "pool_size": 2, "padding": "same"},
+            {"type": "AveragePooling2D", "pool_size": 3, "strides": 1, "padding": "same"},
+            {"type": "AveragePooling2D", "pool_size": [2, 1]},
+            {"type": "Activation", "activation": "exponential"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    ),
 }
 
 
@@ -89,12 +100,35 @@ def _net_class(namespace: dict[str, Any]) -> type:
 
 
 @pytest.mark.parametrize("which", list(PLANS))
-def test_the_shape_comments_are_the_shapes_pytorch_computes(which: str) -> None:
+def test_the_shape_comments_are_the_shapes_pytorch_computes(
+    which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     plan = PLANS[which]()
     source = TORCH.emit_source(plan)
-    net = _net_class(_run_source(source))().eval()
+    namespace = _run_source(source)
+    net = _net_class(namespace)().eval()
+    # the layers that are function calls, not modules (torch.exp, average_pool_valid): their
+    # outputs in call order, against their comments in source order
+    functions = re.findall(r"x = ([\w.]+)\(x[^\n]*\)  # (\(N, [\d, ]+\))", source)
+    functions = [(f, comment) for f, comment in functions if not f.startswith("self.")]
+    returned: list[str] = []
+
+    def recording(original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            returned.append("(N, " + ", ".join(str(n) for n in out.shape[1:]) + ")")
+            return out
+
+        return call
+
+    for function in {f for f, _ in functions}:
+        owner, attr = (torch, "exp") if function == "torch.exp" else (namespace, function)
+        if owner is torch:
+            monkeypatch.setattr(torch, attr, recording(torch.exp))
+        else:
+            namespace[attr] = recording(namespace[attr])
     called = r"x = self\.(\w+)\((?:x|x\.permute\(0, 2, 3, 1\))\)"
     commented = dict(re.findall(called + r"  # (\(N, [\d, ]+\))", source))
     calls = re.findall(called, source)
@@ -111,9 +145,10 @@ def test_the_shape_comments_are_the_shapes_pytorch_computes(which: str) -> None:
     assert commented, source
     for name, comment in commented.items():
         assert comment == seen[name], (name, comment, seen[name])
+    assert [comment for _, comment in functions] == returned
     # one comment per spec layer, on the module that finishes it (the head's last is in forward)
     squashed = "def logits" in source
-    assert len(commented) == len(plan.layers) - squashed
+    assert len(commented) + len(functions) == len(plan.layers) - squashed
     assert set(commented) <= set(calls)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from specnet._standalone import average_pool_valid
+
 
 class FastDropout(torch.nn.Module):
     """Inverted dropout, like ``nn.Dropout``: zero each value with probability ``p`` while
@@ -81,6 +83,18 @@ class Exp(torch.nn.Module):
 
     def forward(self, x: Any) -> Any:
         return torch.exp(x)
+
+
+class AvgPoolValid(torch.nn.Module):
+    """Keras's average pooling with asymmetric ``same`` padding (see
+    ``specnet._standalone.average_pool_valid``, which the generated source calls)."""
+
+    def __init__(self, kernel_size: Any, stride: Any, pads: Any) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.pads = tuple(kernel_size), tuple(stride), tuple(pads)
+
+    def forward(self, x: Any) -> Any:
+        return average_pool_valid(x, self.kernel_size, self.stride, self.pads)
 
 
 @dataclass(frozen=True)
@@ -174,9 +188,9 @@ class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
     """``nn.BatchNorm1d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
 
 
-# stock nn class name → faster module with the same constructor and semantics; FlattenHWC and Exp
-# are no stock class: the generated source writes nn.Flatten() on x.permute(0, 2, 3, 1) and
-# torch.exp(x)
+# stock nn class name → faster module with the same constructor and semantics; FlattenHWC, Exp and
+# AvgPoolValid are no stock class: the generated source writes nn.Flatten() on
+# x.permute(0, 2, 3, 1), torch.exp(x) and average_pool_valid(x, …)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "BatchNorm2d": KerasBatchNorm2d,
     "BatchNorm1d": KerasBatchNorm1d,
@@ -184,4 +198,5 @@ REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "Flatten": FastFlatten,
     "FlattenHWC": FlattenHWC,
     "Exp": Exp,
+    "AvgPoolValid": AvgPoolValid,
 }

@@ -47,6 +47,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    AveragePooling2D,
     Multiply,
     ReLU,
     Softmax,
@@ -69,7 +70,7 @@ def _as_written(layer: LayerBase) -> Call:
 
 
 def _max_pool(layer: MaxPool) -> Call:
-    """The one kind Keras calls otherwise, whose ``strides`` default to ``pool_size``."""
+    """The one kind Keras calls otherwise (strides spelled out: they default to ``pool_size``)."""
     strides = layer.strides or layer.pool_size
     return "MaxPooling2D", {
         "pool_size": layer.pool_size,
@@ -82,6 +83,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Conv2D: _as_written,
     Activation: _as_written,
     MaxPool: _max_pool,
+    AveragePooling2D: _as_written,
     Dropout: _as_written,
     Flatten: _as_written,
     Dense: _as_written,
@@ -117,6 +119,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "Conv2D": {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), **_WEIGHTED},
     "Dense": _WEIGHTED,
     "MaxPooling2D": {"padding": "valid"},
+    "AveragePooling2D": {"strides": None, "padding": "valid"},
     "Softmax": {"axis": -1},
     "Concatenate": {"axis": -1},
     "BatchNormalization": {

@@ -44,6 +44,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    AveragePooling2D,
     Multiply,
     ReLU,
     Softmax,
@@ -150,6 +151,15 @@ def _max_pool(layer: MaxPool, step: PlanLayer, opset: int) -> list[Node]:
     return [("MaxPool", [], attrs)]
 
 
+def _average_pool(layer: AveragePooling2D, step: PlanLayer, opset: int) -> list[Node]:
+    strides = layer.strides or layer.pool_size
+    pads = _pads(step, layer.pool_size, strides) if layer.padding == "same" else [0, 0, 0, 0]
+    # count_include_pad=0: a border window averages its valid elements only, as in Keras
+    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(strides), "pads": pads,
+             "count_include_pad": 0}  # fmt: skip
+    return [("AveragePool", [], attrs)]
+
+
 def _dropout(layer: Dropout, step: PlanLayer, opset: int) -> list[Node]:
     return []  # the identity at inference
 
@@ -209,6 +219,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Conv2D: _conv2d,
     Activation: _activation,
     MaxPool: _max_pool,
+    AveragePooling2D: _average_pool,
     Dropout: _dropout,
     Flatten: _flatten,
     Dense: _dense,

@@ -61,6 +61,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    AveragePooling2D,
     Multiply,
     ReLU,
     Softmax,
@@ -177,6 +178,22 @@ def _max_pool(layer: MaxPool, step: PlanLayer) -> list[Module]:
     return [*modules, (step.name, "MaxPool2d", (), pool)]
 
 
+def _average_pool(layer: AveragePooling2D, step: PlanLayer) -> list[Module]:
+    strides = layer.strides or layer.pool_size
+    padding: tuple[int, int] = (0, 0)
+    if layer.padding == "same":
+        left, right, top, bottom = _pads(step, layer.pool_size, strides)
+        if (left, top) != (right, bottom):  # AvgPool2d pads symmetrically only
+            pads = {"kernel_size": layer.pool_size, "stride": strides,
+                    "pads": (left, right, top, bottom)}  # fmt: skip
+            return [(step.name, "AvgPoolValid", (), pads)]
+        padding = (top, left)
+    # count_include_pad=False: a border window averages its valid elements only, as in Keras
+    pool = {"kernel_size": layer.pool_size, "stride": strides, "padding": padding,
+            "count_include_pad": False}  # fmt: skip
+    return [(step.name, "AvgPool2d", (), pool)]
+
+
 def _dropout(layer: Dropout, step: PlanLayer) -> list[Module]:
     return [(step.name, "Dropout", (layer.rate,), {})]
 
@@ -223,6 +240,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Conv2D: _conv2d,
     Activation: _activation,
     MaxPool: _max_pool,
+    AveragePooling2D: _average_pool,
     Dropout: _dropout,
     Flatten: _flatten,
     Dense: _dense,
@@ -487,7 +505,8 @@ class TorchBackend:
                 comment = f"  # {shapes[name]}" if name in shapes else ""
                 value = out if i else given[0]
                 if cls in _FUNCTIONS:  # no torch.nn class: a function call, no module
-                    calls.append(f"        {out} = {_FUNCTIONS[cls]}({value}){comment}")
+                    options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+                    calls.append(f"        {out} = {_FUNCTIONS[cls]}({value}{options}){comment}")
                     continue
                 # the Flatten that keeps Keras's (h, w, c) order (see FlattenHWC)
                 hwc = cls == "FlattenHWC"
@@ -519,6 +538,13 @@ class TorchBackend:
         else:
             head = _TORCH_PLAIN.format(calls="\n".join(calls), arg=arg)
             usage = ""
+        # the standalone functions the forward calls (an asymmetric `same` average pool)
+        used = {cls for _, modules in layered for _, cls, _, _ in modules}
+        helpers = "".join(
+            "\n\n" + inspect.getsource(_standalone.average_pool_valid)
+            for cls in ("AvgPoolValid",)
+            if cls in used
+        )
         return _TORCH_SOURCE.format(
             name=plan.name,
             version=__version__,
@@ -528,13 +554,14 @@ class TorchBackend:
             usage=usage,
             input_nchw=f"(N, {c}, {h}, {w})",
             reader=inspect.getsource(_standalone.read_safetensors),
+            helpers=helpers,
             loads="\n".join(loads) or "    pass",
         )
 
 
 # module pseudo-classes that are no torch.nn class (``_torch_modules.REPLACEMENTS`` runs them):
 # the generated source calls the function instead
-_FUNCTIONS = {"Exp": "torch.exp"}
+_FUNCTIONS = {"Exp": "torch.exp", "AvgPoolValid": "average_pool_valid"}
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -546,6 +573,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "bias": True,
     },
     "MaxPool2d": {"padding": (0, 0)},
+    "AvgPool2d": {"padding": (0, 0), "count_include_pad": True},
     "Linear": {"bias": True},
     "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
     "BatchNorm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
@@ -597,7 +625,7 @@ class {class_name}(nn.Module):
 
 {head}
 
-{reader}
+{reader}{helpers}
 
 @torch.no_grad()
 def load_canonical_weights(model: {class_name}, path: str | Path) -> None:
