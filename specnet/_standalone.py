@@ -25,6 +25,11 @@ def average_pool_valid(
     return total / share
 
 
+def rescale(x: Any, scale: float, offset: float) -> Any:
+    """Keras's ``Rescaling``: ``x · scale + offset``, multiplied first as Keras does."""
+    return x * scale + offset
+
+
 def read_safetensors(path: str | Path) -> dict[str, Any]:
     """Read a safetensors file into NumPy arrays: an 8-byte little-endian header length, a JSON
     header (name → dtype, shape, byte offsets), then the raw little-endian data. No code runs."""

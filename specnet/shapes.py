@@ -34,6 +34,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    Rescaling,
     AveragePooling2D,
     Multiply,
     ReLU,
@@ -314,6 +315,11 @@ def _zero_padding(layer: ZeroPadding2D, shapes: tuple[Shape, ...]) -> tuple[Shap
     return (h + top + bottom, w + left + right, c), 0
 
 
+def _rescaling(layer: Rescaling, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    return shape, 2 * math.prod(shape)
+
+
 def _global_pool(
     layer: GlobalAveragePooling2D | GlobalMaxPooling2D, shapes: tuple[Shape, ...]
 ) -> tuple[Shape, int]:
@@ -392,6 +398,7 @@ RULES: dict[type[LayerBase], Rule] = {
     ReLU: _elementwise,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
+    Rescaling: _rescaling,
     GlobalAveragePooling2D: _global_pool,
     GlobalMaxPooling2D: _global_pool,
     Add: _merge,
@@ -458,6 +465,7 @@ WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]]
     ReLU: _none,
     BatchNormalization: _batch_norm_weights,
     ZeroPadding2D: _none,
+    Rescaling: _none,
     GlobalAveragePooling2D: _none,
     GlobalMaxPooling2D: _none,
     Add: _none,

@@ -61,6 +61,7 @@ __all__ = [
     "Maximum",
     "Multiply",
     "ReLU",
+    "Rescaling",
     "Softmax",
     "Spec",
     "Subtract",
@@ -82,6 +83,7 @@ NonNegativeInt = Annotated[int, Strict(), at.Ge(0), at.Le(MAX_INT)]
 StrictBool = Annotated[bool, Strict()]
 PositiveFloat = Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)]
 Fraction = Annotated[float, Strict(), at.Ge(0), at.Lt(1)]  # 0 ≤ x < 1
+FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Name = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")]
 # Layer names become Python attributes in generated PyTorch code and weight-key prefixes.
 LayerName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
@@ -282,6 +284,17 @@ class AveragePooling2D(LayerBase):
     padding: Literal["valid", "same"] = "valid"
 
 
+class Rescaling(LayerBase):
+    """``x · scale + offset``, element-wise (Keras's preprocessing layer). specnet's images are in
+    [0, 1] already; ``scale: 2, offset: -1`` maps them to [-1, 1] (MobileNet's input range)."""
+
+    KIND = "Rescaling"
+    PREFIX = "rescaling"
+    type: Literal["Rescaling"]
+    scale: FiniteNumber
+    offset: FiniteNumber = 0.0
+
+
 class Dropout(LayerBase):
     """Zeroes a fraction ``rate`` of inputs while training; the identity at inference."""
 
@@ -475,6 +488,7 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Maximum,
     Concatenate,
     AveragePooling2D,
+    Rescaling,
 )
 Layer = Annotated[
     Conv2D
@@ -496,7 +510,8 @@ Layer = Annotated[
     | Average
     | Maximum
     | Concatenate
-    | AveragePooling2D,
+    | AveragePooling2D
+    | Rescaling,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
@@ -594,7 +609,6 @@ def _increasing(value: tuple[float, float]) -> tuple[float, float]:
     return value
 
 
-FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 PixelRange = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing)]
 
 
@@ -970,7 +984,6 @@ NOT_YET = {
     "LayerNormalization": "BatchNormalization",
     "GroupNormalization": "BatchNormalization",
     "Reshape": "Flatten",
-    "Rescaling": "data.pixel_range (specnet scales pixels itself)",
     "Normalization": "BatchNormalization",
     "Cropping2D": "ZeroPadding2D",
     "SpatialDropout2D": "Dropout",

@@ -149,3 +149,17 @@ def test_a_convolution_with_hard_silu_then_mish_runs(after: str) -> None:
     assert plain.returncode != 0 and "Fusion is not implemented" in plain.stderr, plain.stderr
     ours = run("specnet")
     assert ours.returncode == 0 and ours.stdout.strip() == "ran", ours.stderr
+
+
+@pytest.mark.parametrize("offset", [0.0, -1.0])
+def test_rescaling_is_x_times_scale_plus_offset_on_every_runtime(offset: float) -> None:
+    layers = [{"type": "Rescaling", "scale": 2.5, "offset": offset}]
+    plan = infer(spec_from_dict({"name": "r", "input_shape": [3, 2, 2], "layers": layers}))
+    x = np.random.default_rng(2).random((2, 3, 2, 2), dtype=np.float32)
+    want = x.astype(np.float64) * 2.5 + offset
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        assert_agree(backend.predict(backend.build(plan), x), want, name)
+    model = build_graph(plan, {}, "nhwc")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert_agree(session.run(["output"], {"input": x})[0], want, "onnx")

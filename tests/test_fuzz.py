@@ -72,6 +72,7 @@ FIELDS = [
     "depth_multiplier",
     "max_value",
     "negative_slope",
+    "offset",
 ]
 layer = st.fixed_dictionaries(
     {
@@ -102,6 +103,7 @@ layer = st.fixed_dictionaries(
                 "ReLU",
                 "AveragePooling2D",
                 "AvgPool2D",
+                "Rescaling",
             ]
         )
     },

@@ -68,9 +68,11 @@ PLANS = {
         ],
     ),
     "no_parameters": lambda: _plan([{"type": "Flatten"}, {"type": "Softmax"}]),
-    # asymmetric `same` (a function the source carries), symmetric `same`, valid; exponential
+    # asymmetric `same` (a function the source carries), symmetric `same`, valid; exponential,
+    # Rescaling (another carried function)
     "average_pools": lambda: _plan(
         [
+            {"type": "Rescaling", "scale": 2.0, "offset": -1.0},
             {"type": "AveragePooling2D", "pool_size": 2, "padding": "same"},
             {"type": "AveragePooling2D", "pool_size": 3, "strides": 1, "padding": "same"},
             {"type": "AveragePooling2D", "pool_size": [2, 1]},

@@ -108,6 +108,8 @@ def test_direct_graph(path: Path) -> None:
             expected += fused
             # a ReLU with a ceiling is Relu (or LeakyRelu) then Clip
             expected += step.kind == "ReLU" and step.layer.max_value is not None
+            # a Rescaling with an offset is Mul then Add
+            expected += step.kind == "Rescaling" and step.layer.offset != 0
             # a global pool that drops the (1, 1) axes is GlobalAveragePool then Flatten
             expected += step.kind.startswith("Global") and not step.layer.keepdims
         gelu_extra = 4 * sum(1 for node in model.graph.node if node.name.endswith("/gelu_div"))

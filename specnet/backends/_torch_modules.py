@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from specnet._standalone import average_pool_valid
+from specnet._standalone import average_pool_valid, rescale
 
 
 class FastDropout(torch.nn.Module):
@@ -95,6 +95,17 @@ class AvgPoolValid(torch.nn.Module):
 
     def forward(self, x: Any) -> Any:
         return average_pool_valid(x, self.kernel_size, self.stride, self.pads)
+
+
+class Rescale(torch.nn.Module):
+    """Keras's ``Rescaling`` (see ``specnet._standalone.rescale``)."""
+
+    def __init__(self, scale: float, offset: float) -> None:
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x: Any) -> Any:
+        return rescale(x, self.scale, self.offset)
 
 
 @dataclass(frozen=True)
@@ -199,4 +210,5 @@ REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "FlattenHWC": FlattenHWC,
     "Exp": Exp,
     "AvgPoolValid": AvgPoolValid,
+    "Rescale": Rescale,
 }

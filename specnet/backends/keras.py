@@ -47,6 +47,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    Rescaling,
     AveragePooling2D,
     Multiply,
     ReLU,
@@ -92,6 +93,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     ReLU: _as_written,
     BatchNormalization: _as_written,
     ZeroPadding2D: _as_written,
+    Rescaling: _as_written,
     GlobalAveragePooling2D: _as_written,
     GlobalMaxPooling2D: _as_written,
     Add: _as_written,
@@ -134,6 +136,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "bias_initializer": "zeros",
     },
     "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+    "Rescaling": {"offset": 0.0},
     "GlobalMaxPooling2D": {"keepdims": False},
 }  # fmt: skip
 

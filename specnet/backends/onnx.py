@@ -44,6 +44,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    Rescaling,
     AveragePooling2D,
     Multiply,
     ReLU,
@@ -193,6 +194,13 @@ def _zero_padding(layer: ZeroPadding2D, step: PlanLayer, opset: int) -> list[Nod
     return [("Pad", [f"pads/0,0,{top},{left},0,0,{bottom},{right}"], {"mode": "constant"})]
 
 
+def _rescaling(layer: Rescaling, step: PlanLayer, opset: int) -> list[Node]:
+    nodes: list[Node] = [("Mul", [f"scalar/{float(layer.scale)!r}"], {})]
+    if layer.offset:
+        nodes.append(("Add", [f"scalar/{float(layer.offset)!r}"], {}))
+    return nodes
+
+
 def _global_pool(
     layer: GlobalAveragePooling2D | GlobalMaxPooling2D, step: PlanLayer, opset: int
 ) -> list[Node]:
@@ -228,6 +236,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     ReLU: _relu,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
+    Rescaling: _rescaling,
     GlobalAveragePooling2D: _global_pool,
     GlobalMaxPooling2D: _global_pool,
     Add: _chain("Add"),

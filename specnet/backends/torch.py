@@ -61,6 +61,7 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
+    Rescaling,
     AveragePooling2D,
     Multiply,
     ReLU,
@@ -219,6 +220,10 @@ def _batch_norm(layer: BatchNormalization, step: PlanLayer) -> list[Module]:
     return [(step.name, cls, (step.input_shape[-1],), options)]
 
 
+def _rescaling(layer: Rescaling, step: PlanLayer) -> list[Module]:
+    return [(step.name, "Rescale", (), {"scale": layer.scale, "offset": layer.offset})]
+
+
 def _zero_padding(layer: ZeroPadding2D, step: PlanLayer) -> list[Module]:
     (top, bottom), (left, right) = layer.padding
     return [(step.name, "ZeroPad2d", ((left, right, top, bottom),), {})]
@@ -249,6 +254,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     ReLU: _relu,
     BatchNormalization: _batch_norm,
     ZeroPadding2D: _zero_padding,
+    Rescaling: _rescaling,
     GlobalAveragePooling2D: _global_pool,
     GlobalMaxPooling2D: _global_pool,
     Add: _merge,
@@ -541,8 +547,8 @@ class TorchBackend:
         # the standalone functions the forward calls (an asymmetric `same` average pool)
         used = {cls for _, modules in layered for _, cls, _, _ in modules}
         helpers = "".join(
-            "\n\n" + inspect.getsource(_standalone.average_pool_valid)
-            for cls in ("AvgPoolValid",)
+            "\n\n" + inspect.getsource(function)
+            for cls, function in _HELPERS.items()
             if cls in used
         )
         return _TORCH_SOURCE.format(
@@ -561,7 +567,8 @@ class TorchBackend:
 
 # module pseudo-classes that are no torch.nn class (``_torch_modules.REPLACEMENTS`` runs them):
 # the generated source calls the function instead
-_FUNCTIONS = {"Exp": "torch.exp", "AvgPoolValid": "average_pool_valid"}
+_FUNCTIONS = {"Exp": "torch.exp", "AvgPoolValid": "average_pool_valid", "Rescale": "rescale"}
+_HELPERS = {"AvgPoolValid": _standalone.average_pool_valid, "Rescale": _standalone.rescale}
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
 _DEFAULTS: dict[str, dict[str, Any]] = {
