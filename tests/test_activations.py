@@ -107,31 +107,32 @@ from specnet.shapes import infer
 from specnet.spec import spec_from_dict
 from specnet.weights import init_weights
 
-layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "hard_silu"},
-          {"type": "Activation", "activation": sys.argv[2]}]
-plan = infer(spec_from_dict({"name": "t", "input_shape": [6, 6, 2], "layers": layers}))
 x = np.random.default_rng(0).random((2, 6, 6, 2), dtype=np.float32)
-if sys.argv[1] == "keras":  # the same network in plain Keras
-    import keras
-    inputs = keras.Input((6, 6, 2))
-    out = keras.layers.Conv2D(4, 3, activation="hard_silu")(inputs)
-    model = keras.Model(inputs, keras.layers.Activation(sys.argv[2])(out))
-    model.predict(x, verbose=0)
-else:
-    backend = get_backend("keras")
-    model = backend.build(plan)
+for after in ("mish", "leaky_relu"):
+    if sys.argv[1] == "keras":  # the same network in plain Keras
+        import keras
+        inputs = keras.Input((6, 6, 2))
+        out = keras.layers.Conv2D(4, 3, activation="hard_silu")(inputs)
+        model = keras.Model(inputs, keras.layers.Activation(after)(out))
+        try:
+            model.predict(x, verbose=0)
+            print(after, "ran")
+        except Exception as exc:
+            print(after, "failed:", "Fusion is not implemented" in str(exc))
+        continue
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "hard_silu"},
+              {"type": "Activation", "activation": after}]
+    plan = infer(spec_from_dict({"name": "t", "input_shape": [6, 6, 2], "layers": layers}))
+    backend, torch = get_backend("keras"), get_backend("torch")
+    model, reference = backend.build(plan), torch.build(plan)
     backend.set_weights(model, plan, init_weights(plan))
-    got = backend.predict(model, x)
-    torch = get_backend("torch")
-    reference = torch.build(plan)
     torch.set_weights(reference, plan, init_weights(plan))
-    assert np.abs(got - torch.predict(reference, x)).max() < 1e-5
-print("ran")
+    gap = np.abs(backend.predict(model, x) - torch.predict(reference, x)).max()
+    print(after, "ran" if gap < 1e-5 else f"differs by {gap}")
 """
 
 
-@pytest.mark.parametrize("after", ["mish", "leaky_relu"])
-def test_a_convolution_with_hard_silu_then_mish_runs(after: str) -> None:
+def test_a_convolution_with_hard_silu_then_mish_or_leaky_relu_runs() -> None:
     """TensorFlow's CPU remapper fuses Conv2D + bias + hard_silu, then the Mish or LeakyRelu
     after it, into an op it has no kernel for: plain Keras fails at its first predict (kept here
     to see when TensorFlow fixes it), specnet's Keras build runs (and agrees with PyTorch). Each
@@ -139,16 +140,16 @@ def test_a_convolution_with_hard_silu_then_mish_runs(after: str) -> None:
     import subprocess
     import sys
 
-    def run(which: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", _UNFUSABLE, which, after],
-            capture_output=True, text=True, timeout=120, check=False,
+    def run(which: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _UNFUSABLE, which],
+            capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
 
-    plain = run("keras")
-    assert plain.returncode != 0 and "Fusion is not implemented" in plain.stderr, plain.stderr
-    ours = run("specnet")
-    assert ours.returncode == 0 and ours.stdout.strip() == "ran", ours.stderr
+    assert run("keras") == ["mish failed: True", "leaky_relu failed: True"]
+    assert run("specnet") == ["mish ran", "leaky_relu ran"]
 
 
 @pytest.mark.parametrize("offset", [0.0, -1.0])
