@@ -17,7 +17,7 @@ def average_pool_valid(
     """Keras's ``AveragePooling2D(padding="same")`` where its padding is asymmetric (which
     ``nn.AvgPool2d`` cannot pad): zero-pad by ``pads`` (left, right, top, bottom), sum each
     window, divide by the number of its elements that are not padding."""
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 
     ones = x.new_ones((1, 1, *x.shape[2:]))
     total = F.avg_pool2d(F.pad(x, pads), kernel_size, stride)

@@ -113,8 +113,24 @@ ACTIVATIONS = (
 # file's hard_sigmoid is another function); hard_silu = hard_swish = x·hard_sigmoid(x);
 # mish = x·tanh(softplus(x)); exponential = exp(x).
 ActivationName = Literal[
-    "relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "softplus", "leaky_relu",
-    "relu6", "silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish", "mish", "exponential",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "linear",
+    "elu",
+    "selu",
+    "gelu",
+    "softplus",
+    "leaky_relu",
+    "relu6",
+    "silu",
+    "swish",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "mish",
+    "exponential",
 ]
 INITIALIZERS = (
     "glorot_uniform",

@@ -56,7 +56,8 @@ def test_a_one_replica_mirrored_strategy_trains_as_one_device() -> None:
         loss, hits = mirrored.step(x, y)
         want_loss, want_hits = alone.step(x, y)
         assert loss == pytest.approx(want_loss, rel=1e-6)
-        assert hits == want_hits and isinstance(hits, int)
+        assert hits == want_hits
+        assert isinstance(hits, int)
         # the logits, outside predict_on_batch, are the model's
         np.testing.assert_allclose(mirrored.logits(x), alone.logits(x), rtol=1e-5, atol=1e-6)
     for key, value in alone.weights().items():
@@ -80,7 +81,9 @@ def test_strategies_are_refused_when_they_cannot_be_had() -> None:
 
     with pytest.raises(UsageError) as unknown:
         _strategy(tf, "parameter-server", 1)
-    assert str(unknown.value) == "unknown strategy 'parameter-server'; choose mirrored or multi-worker"
+    assert str(unknown.value) == (
+        "unknown strategy 'parameter-server'; choose mirrored or multi-worker"
+    )
     tf.config.list_logical_devices("CPU")  # TensorFlow has started: its devices are fixed
     there = len(tf.config.list_logical_devices("CPU"))
     with pytest.raises(UsageError) as late:

@@ -69,7 +69,9 @@ def test_average_pooling_averages_the_valid_elements_on_every_runtime(case: tupl
         assert_agree(backend.predict(backend.build(plan), x), want, f"{name} {case}")
     for layout in ("nhwc", "nchw"):
         model = build_graph(plan, {}, layout)
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         fed = x if layout == "nhwc" else x.transpose(0, 3, 1, 2)
         got = session.run(["output"], {"input": fed})[0]
         got = got if layout == "nhwc" else got.transpose(0, 2, 3, 1)
@@ -77,8 +79,8 @@ def test_average_pooling_averages_the_valid_elements_on_every_runtime(case: tupl
 
 
 def test_strides_default_to_the_pool_size_as_in_keras() -> None:
-    plan = infer(spec_from_dict({"name": "p", "input_shape": [8, 6, 1],
-                                 "layers": [{"type": "AvgPool2D", "pool_size": [4, 3]}]}))  # fmt: skip
+    layers = [{"type": "AvgPool2D", "pool_size": [4, 3]}]
+    plan = infer(spec_from_dict({"name": "p", "input_shape": [8, 6, 1], "layers": layers}))
     assert plan.output_shape == (2, 2, 1)
     model = get_backend("keras").build(plan)
     assert model.layers[-1].get_config()["strides"] == (4, 3)

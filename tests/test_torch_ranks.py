@@ -80,7 +80,8 @@ def test_a_one_rank_group_trains_exactly_as_one_process(group: None) -> None:
     dist.destroy_process_group()
     try:
         alone = _trainer()
-        assert not alone.distributed and alone.forward is alone.model
+        assert not alone.distributed
+        assert alone.forward is alone.model
         reference = _run(alone)
     finally:
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
@@ -104,7 +105,8 @@ def test_a_rank_reports_the_global_batch_mean(group: None) -> None:
         half, same_hits = shared.step(x, y, global_batch=12)
         assert half == loss * 6 / 12  # exact: the float64 sum of a float32 mean
         assert same_hits == hits
-        assert isinstance(same_hits, int) and isinstance(half, float)
+        assert isinstance(same_hits, int)
+        assert isinstance(half, float)
 
 
 def test_a_ranked_checkpoint_keeps_each_ranks_generator_and_resumes(group: None) -> None:
@@ -112,7 +114,8 @@ def test_a_ranked_checkpoint_keeps_each_ranks_generator_and_resumes(group: None)
     first = _trainer()
     first.step(*batches[0])
     state = first.state()
-    assert "rng/torch/0" in state and "rng/torch" not in state
+    assert "rng/torch/0" in state
+    assert "rng/torch" not in state
     np.testing.assert_array_equal(state["rng/torch/0"], torch.get_rng_state().numpy())
     later = [first.step(*b) for b in batches[1:]]
     resumed = _trainer()

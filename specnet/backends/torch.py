@@ -49,6 +49,7 @@ from specnet.spec import (
     Activation,
     Add,
     Average,
+    AveragePooling2D,
     BatchNormalization,
     Concatenate,
     Conv2D,
@@ -61,10 +62,9 @@ from specnet.spec import (
     LayerBase,
     Maximum,
     MaxPool,
-    Rescaling,
-    AveragePooling2D,
     Multiply,
     ReLU,
+    Rescaling,
     Softmax,
     Subtract,
     Train,
@@ -568,7 +568,10 @@ class TorchBackend:
 # module pseudo-classes that are no torch.nn class (``_torch_modules.REPLACEMENTS`` runs them):
 # the generated source calls the function instead
 _FUNCTIONS = {"Exp": "torch.exp", "AvgPoolValid": "average_pool_valid", "Rescale": "rescale"}
-_HELPERS = {"AvgPoolValid": _standalone.average_pool_valid, "Rescale": _standalone.rescale}
+_HELPERS: dict[str, Callable[..., Any]] = {
+    "AvgPoolValid": _standalone.average_pool_valid,
+    "Rescale": _standalone.rescale,
+}
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
 _DEFAULTS: dict[str, dict[str, Any]] = {
