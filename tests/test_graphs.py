@@ -312,7 +312,13 @@ def test_blocks_expand_to_keras_names_and_the_resolved_spec_forgets_them() -> No
     assert spec.layers[3].inputs == ("stem", "res1_conv_b")
     assert spec.layers[6].inputs == ("pool1",)  # the block's first layer reads the layer above
     written_out = {key: value for key, value in spec.resolved().items() if key != "description"}
-    assert "blocks" not in written_out
+    # every top-level key is a Spec field (the blocks are gone), every layer a plain kind
+    from specnet.spec import Spec
+
+    assert set(written_out) == set(Spec.model_fields) - {"schema_", "description"}
+    assert "blocks:" in BLOCKY
+    assert all("block" not in layer and "type" in layer for layer in written_out["layers"])
+    assert len(written_out["layers"]) == len(spec.layers) > BLOCKY.count("- {block:")
     # the same network written without blocks resolves to the same document
     flat = loads_spec(json.dumps({**spec.resolved()}), "flat.yaml")
     assert flat.resolved() == spec.resolved()
