@@ -44,6 +44,7 @@ declare -A TESTS=(
     tests/test_generated_source.py::test_the_torch_trainer_takes_its_options"
   [specnet/backends/keras_train.py]="tests/test_training_parity.py tests/test_planted.py
     tests/test_keras_trainer.py tests/test_graphs.py::test_checkpoints_are_keyed_by_name_and_old_ones_still_resume
+    tests/test_torch_ranks.py::test_a_binary_logit_of_exactly_zero_is_a_no_as_keras_counts_it
     tests/test_generated_source.py::test_the_keras_trainer_trains_what_it_was_given"
   [specnet/backends/_torch_modules.py]="tests/test_planted.py tests/test_training_parity.py
     tests/test_backends.py tests/test_generated_source.py"

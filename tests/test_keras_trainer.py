@@ -115,6 +115,13 @@ def test_a_checkpoint_missing_variables_names_them() -> None:
     missing = [k for k in trainer._variables() if k not in kept]
     assert len(missing) == 5
     assert str(refused.value) == f"the checkpoint lacks {', '.join(missing[:3])} and 2 more"
+    for count in (3, 4):  # "and N more" only past three
+        fewer = {k: v for k, v in state.items() if k not in keys[:count]}
+        with pytest.raises(RuntimeFailure) as some:
+            _trainer().load_state(fewer)
+        lacking = [k for k in trainer._variables() if k not in fewer]
+        more = " and 1 more" if count == 4 else ""
+        assert str(some.value) == f"the checkpoint lacks {', '.join(lacking[:3])}{more}"
     one = {k: v for k, v in state.items() if k != keys[0]}
     with pytest.raises(RuntimeFailure) as single:
         _trainer().load_state(one)
@@ -123,3 +130,16 @@ def test_a_checkpoint_missing_variables_names_them() -> None:
     resumed.load_state(state)
     for key, value in resumed.state().items():
         np.testing.assert_array_equal(value, state[key], err_msg=key)
+
+
+def test_the_device_is_honoured_or_refused() -> None:
+    """``--device cuda`` where TensorFlow sees no GPU is refused with one line; ``auto`` and
+    ``cpu`` train here."""
+    import tensorflow as tf
+
+    for device in ("auto", "cpu"):
+        assert _trainer(TrainOptions(device=device)).step(*_batches()[0])[1] >= 0
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(RuntimeFailure) as refused:
+            _trainer(TrainOptions(device="cuda"))
+        assert str(refused.value) == "--device cuda: TensorFlow sees no GPU here"
