@@ -17,7 +17,7 @@ import json
 import math
 import re
 from pathlib import Path as FilePath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import annotated_types as at
 from pydantic import (
@@ -88,26 +88,6 @@ Name = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 # Layer names become Python attributes in generated PyTorch code and weight-key prefixes.
 LayerName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
-ACTIVATIONS = (
-    "relu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "linear",
-    "elu",
-    "selu",
-    "gelu",
-    "softplus",
-    "leaky_relu",
-    "relu6",
-    "silu",
-    "swish",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_swish",
-    "mish",
-    "exponential",
-)
 # Keras 3's definitions, which every backend computes: relu6 = min(max(x, 0), 6); silu = swish =
 # x·sigmoid(x); hard_sigmoid = relu6(x + 3) / 6 (Keras 2's was clip(0.2·x + 0.5, 0, 1): a Keras 2
 # file's hard_sigmoid is another function); hard_silu = hard_swish = x·hard_sigmoid(x);
@@ -132,16 +112,7 @@ ActivationName = Literal[
     "mish",
     "exponential",
 ]
-INITIALIZERS = (
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "zeros",
-    "ones",
-)
+ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
 Initializer = Literal[
     "glorot_uniform",
     "glorot_normal",
@@ -152,6 +123,7 @@ Initializer = Literal[
     "zeros",
     "ones",
 ]
+INITIALIZERS: tuple[str, ...] = get_args(Initializer)
 
 
 def _to_pair(value: object) -> object:

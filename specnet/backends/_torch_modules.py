@@ -199,9 +199,9 @@ class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
     """``nn.BatchNorm1d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
 
 
-# stock nn class name → faster module with the same constructor and semantics; FlattenHWC, Exp and
-# AvgPoolValid are no stock class: the generated source writes nn.Flatten() on
-# x.permute(0, 2, 3, 1), torch.exp(x) and average_pool_valid(x, …)
+# stock nn class name → faster module with the same constructor and semantics; FlattenHWC, Exp,
+# AvgPoolValid and Rescale are no stock class: the generated source writes nn.Flatten() on
+# x.permute(0, 2, 3, 1), and calls torch.exp, average_pool_valid and rescale (torch._FUNCTIONS)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "BatchNorm2d": KerasBatchNorm2d,
     "BatchNorm1d": KerasBatchNorm1d,

@@ -92,23 +92,27 @@ def _act(activation: str | None, opset: int) -> list[Node]:
         "hard_sigmoid": _HARD_SIGMOID,
         "exponential": ("Exp", [], {}),
     }
-    gated: dict[str, list[Node]] = {  # x · f(x), the ops of f
-        "silu": [("Sigmoid", [], {})],
-        "hard_silu": [_HARD_SIGMOID],
-        "mish": [("Softplus", [], {}), ("Tanh", [], {})],
-    }
-    gated["swish"], gated["hard_swish"] = gated["silu"], gated["hard_silu"]
-    if activation in ("hard_silu", "hard_swish") and opset >= 14:
-        return [("HardSwish", [], {})]  # its alpha and beta are Keras's: 1/6 and 1/2
-    if activation == "mish" and opset >= 18:
-        return [("Mish", [], {})]
-    if activation in gated:  # expanded by _emit: the ops of f on x, then Mul with x
-        return [("specnet.Gated", [], {"ops": gated[activation]})]
+    if activation in _GATED:
+        native, first_opset, ops_of_f = _GATED[activation]
+        if native is not None and opset >= first_opset:
+            return [(native, [], {})]
+        return [("specnet.Gated", [], {"ops": ops_of_f})]  # expanded by build_graph's _gated
     return [ops[activation]]
 
 
 # Keras 3's hard_sigmoid, relu6(x + 3) / 6, as ONNX's max(0, min(1, alpha·x + beta))
 _HARD_SIGMOID: Node = ("HardSigmoid", [], {"alpha": 1.0 / 6.0, "beta": 0.5})
+# x · f(x): activation → (native op or None, the first opset that has it, the ops of f otherwise)
+_Gated = tuple[str | None, int, list[Node]]
+_SILU: _Gated = (None, 0, [("Sigmoid", [], {})])  # spelled out at every opset
+_HARD_SILU: _Gated = ("HardSwish", 14, [_HARD_SIGMOID])  # HardSwish's alpha, beta are Keras's
+_GATED: dict[str, _Gated] = {
+    "silu": _SILU,
+    "swish": _SILU,
+    "hard_silu": _HARD_SILU,
+    "hard_swish": _HARD_SILU,
+    "mish": ("Mish", 18, [("Softplus", [], {}), ("Tanh", [], {})]),
+}
 
 
 def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> list[int]:
@@ -145,20 +149,20 @@ def _activation(layer: Activation, step: PlanLayer, opset: int) -> list[Node]:
     return _act(layer.activation, opset)
 
 
-def _max_pool(layer: MaxPool, step: PlanLayer, opset: int) -> list[Node]:
+def _window(layer: MaxPool | AveragePooling2D, step: PlanLayer) -> dict[str, Any]:
+    """A pooling window's attributes: strides default to the pool size, ``same`` as pads."""
     strides = layer.strides or layer.pool_size
     pads = _pads(step, layer.pool_size, strides) if layer.padding == "same" else [0, 0, 0, 0]
-    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(strides), "pads": pads}
-    return [("MaxPool", [], attrs)]
+    return {"kernel_shape": list(layer.pool_size), "strides": list(strides), "pads": pads}
+
+
+def _max_pool(layer: MaxPool, step: PlanLayer, opset: int) -> list[Node]:
+    return [("MaxPool", [], _window(layer, step))]
 
 
 def _average_pool(layer: AveragePooling2D, step: PlanLayer, opset: int) -> list[Node]:
-    strides = layer.strides or layer.pool_size
-    pads = _pads(step, layer.pool_size, strides) if layer.padding == "same" else [0, 0, 0, 0]
     # count_include_pad=0: a border window averages its valid elements only, as in Keras
-    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(strides), "pads": pads,
-             "count_include_pad": 0}  # fmt: skip
-    return [("AveragePool", [], attrs)]
+    return [("AveragePool", [], {**_window(layer, step), "count_include_pad": 0})]
 
 
 def _dropout(layer: Dropout, step: PlanLayer, opset: int) -> list[Node]:

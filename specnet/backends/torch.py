@@ -511,8 +511,10 @@ class TorchBackend:
                 comment = f"  # {shapes[name]}" if name in shapes else ""
                 value = out if i else given[0]
                 if cls in _FUNCTIONS:  # no torch.nn class: a function call, no module
+                    function = _FUNCTIONS[cls]
+                    called = function if isinstance(function, str) else function.__name__
                     options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
-                    calls.append(f"        {out} = {_FUNCTIONS[cls]}({value}{options}){comment}")
+                    calls.append(f"        {out} = {called}({value}{options}){comment}")
                     continue
                 # the Flatten that keeps Keras's (h, w, c) order (see FlattenHWC)
                 hwc = cls == "FlattenHWC"
@@ -548,8 +550,8 @@ class TorchBackend:
         used = {cls for _, modules in layered for _, cls, _, _ in modules}
         helpers = "".join(
             "\n\n" + inspect.getsource(function)
-            for cls, function in _HELPERS.items()
-            if cls in used
+            for cls, function in _FUNCTIONS.items()
+            if cls in used and not isinstance(function, str)
         )
         return _TORCH_SOURCE.format(
             name=plan.name,
@@ -566,9 +568,10 @@ class TorchBackend:
 
 
 # module pseudo-classes that are no torch.nn class (``_torch_modules.REPLACEMENTS`` runs them):
-# the generated source calls the function instead
-_FUNCTIONS = {"Exp": "torch.exp", "AvgPoolValid": "average_pool_valid", "Rescale": "rescale"}
-_HELPERS: dict[str, Callable[..., Any]] = {
+# the generated source calls the function instead, PyTorch's by name or specnet's own, whose
+# text the source then carries
+_FUNCTIONS: dict[str, str | Callable[..., Any]] = {
+    "Exp": "torch.exp",
     "AvgPoolValid": _standalone.average_pool_valid,
     "Rescale": _standalone.rescale,
 }
