@@ -30,6 +30,21 @@ def rescale(x: Any, scale: float, offset: float) -> Any:
     return x * scale + offset
 
 
+def crop(x: Any, top: int, bottom: int, left: int, right: int) -> Any:
+    """An NCHW tensor without its first ``top`` and last ``bottom`` rows, its first ``left``
+    and last ``right`` columns (a slice: ONNX exports it as Slice)."""
+    return x[:, :, top : x.shape[2] - bottom, left : x.shape[3] - right]
+
+
+def reshape_channels_last(x: Any, shape: tuple[int, ...]) -> Any:
+    """Keras's ``Reshape`` on an NCHW tensor: its values in Keras's (h, w, c) order laid out as
+    ``shape`` (without the batch); an image comes back NCHW."""
+    if x.dim() == 4:
+        x = x.permute(0, 2, 3, 1)
+    x = x.reshape(x.shape[0], *shape)
+    return x.permute(0, 3, 1, 2) if len(shape) == 3 else x
+
+
 def read_safetensors(path: str | Path) -> dict[str, Any]:
     """Read a safetensors file into NumPy arrays: an 8-byte little-endian header length, a JSON
     header (name → dtype, shape, byte offsets), then the raw little-endian data. No code runs."""

@@ -96,7 +96,36 @@ def _keras_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
             f"Keras's ONNX path (tf2onnx) cannot convert TensorFlow op(s) {', '.join(unknown)} "
             f"(Keras's exact gelu uses Erfc); export with --via torch or --via direct instead"
         )
+    _negative_pads_as_output_padding(model)
     return model, "nhwc"
+
+
+def _negative_pads_as_output_padding(model: Any) -> None:
+    """tf2onnx 1.17 writes a transposed convolution whose kernel is smaller than its stride
+    (the output's last rows are reached by no input) as ConvTranspose with *negative* end
+    ``pads``, which ONNX forbids (the checker refuses the file); the same output is
+    ``output_padding`` rows at the end, which ONNX defines."""
+    onnx = require("onnx")
+    for node in model.graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "pads" not in attrs or min(attrs["pads"].ints, default=0) >= 0:
+            continue
+        pads = list(attrs["pads"].ints)
+        rank = len(pads) // 2
+        extra = list(attrs["output_padding"].ints) if "output_padding" in attrs else [0] * rank
+        for axis in range(rank):
+            if pads[rank + axis] < 0:
+                extra[axis] += -pads[rank + axis]
+                pads[rank + axis] = 0
+        for name in ("pads", "output_padding"):
+            if name in attrs:
+                node.attribute.remove(attrs[name])
+        node.attribute.extend(
+            [onnx.helper.make_attribute("pads", pads),
+             onnx.helper.make_attribute("output_padding", extra)]
+        )  # fmt: skip
 
 
 def _torch_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:

@@ -26,6 +26,7 @@ from specnet.spec import (
     BatchNormalization,
     Concatenate,
     Conv2D,
+    Conv2DTranspose,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -33,14 +34,18 @@ from specnet.spec import (
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
     LayerBase,
+    LayerNormalization,
     Maximum,
     MaxPool,
     Multiply,
     ReLU,
     Rescaling,
+    Reshape,
+    SeparableConv2D,
     Softmax,
     Spec,
     Subtract,
+    UpSampling2D,
     ZeroPadding2D,
 )
 
@@ -59,8 +64,10 @@ __all__ = [
     "infer",
     "logits_plan",
     "out_channels",
+    "reshape_target",
     "same_padding",
     "summary_text",
+    "transpose_crops",
 ]
 
 Shape = tuple[int, ...]
@@ -234,18 +241,21 @@ def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def out_channels(layer: Conv2D | DepthwiseConv2D, channels: int) -> int:
+Convolution = Conv2D | DepthwiseConv2D | SeparableConv2D
+
+
+def out_channels(layer: Convolution, channels: int) -> int:
     """A convolution's output channels: ``filters``, or ``channels · depth_multiplier``."""
     if isinstance(layer, DepthwiseConv2D):
         return channels * layer.depth_multiplier
     return layer.filters
 
 
-def _conv2d(layer: Conv2D | DepthwiseConv2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+def _conv2d(layer: Convolution, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    """Conv2D, DepthwiseConv2D, SeparableConv2D (the depthwise step, then a 1×1 one)."""
     (shape,) = shapes
     h, w, c = _image(shape)
     filters = out_channels(layer, c)
-    reads = 1 if isinstance(layer, DepthwiseConv2D) else c  # input channels per output one
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     if max(sh, sw) > 1 and max(dh, dw) > 1:
         raise _Impossible(
@@ -257,8 +267,102 @@ def _conv2d(layer: Conv2D | DepthwiseConv2D, shapes: tuple[Shape, ...]) -> tuple
     oh = _window(h, eh, sh, layer.padding, size, shape)
     ow = _window(w, ew, sw, layer.padding, size, shape)
     bias = filters if layer.use_bias else 0
-    flops = oh * ow * (2 * kh * kw * reads * filters + bias)
-    return (oh, ow, filters), flops
+    if isinstance(layer, SeparableConv2D):
+        middle = c * layer.depth_multiplier
+        return (oh, ow, filters), oh * ow * (2 * kh * kw * middle + 2 * middle * filters + bias)
+    reads = c if isinstance(layer, Conv2D) else 1  # input channels per output one
+    return (oh, ow, filters), oh * ow * (2 * kh * kw * reads * filters + bias)
+
+
+def _transpose_length(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Keras's ``deconv_output_length`` without output_padding."""
+    return size * stride + (max(kernel - stride, 0) if padding == "valid" else 0)
+
+
+def transpose_crops(layer: Conv2DTranspose, shape: Shape) -> tuple[tuple[int, int], ...]:
+    """Per axis (rows, columns): what to cut from the start and the end of the full transposed
+    convolution (``(in − 1) · stride + kernel`` long) to get Keras's output. TensorFlow's is the
+    gradient of a ``same``/``valid`` convolution of the output's size: it cuts that
+    convolution's padding, the odd one at the end. A negative end is zeros (plus the bias) to
+    add: a kernel smaller than its stride leaves the last rows untouched."""
+    crops = []
+    for size, kernel, stride in zip(shape[:2], layer.kernel_size, layer.strides, strict=True):
+        out = _transpose_length(size, kernel, stride, layer.padding)
+        full = (size - 1) * stride + kernel
+        before = (max(full - out, 0) // 2) if layer.padding == "same" else 0
+        crops.append((before, full - before - out))
+    return tuple(crops)
+
+
+def _conv_transpose(layer: Conv2DTranspose, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    h, w, c = _image(shape)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    oh = _transpose_length(h, kh, sh, layer.padding)
+    ow = _transpose_length(w, kw, sw, layer.padding)
+    bias = oh * ow * layer.filters if layer.use_bias else 0
+    return (oh, ow, layer.filters), h * w * 2 * kh * kw * c * layer.filters + bias
+
+
+def _up_sampling(layer: UpSampling2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    h, w, c = _image(shape)
+    out = (h * layer.size[0], w * layer.size[1], c)
+    # bilinear: two lerps per value along each axis (3 FLOPs each); nearest copies
+    return out, (6 * math.prod(out) if layer.interpolation == "bilinear" else 0)
+
+
+def _layer_norm(layer: LayerNormalization, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    if layer.center and not layer.scale:
+        raise _Impossible(
+            "scale: false with center: true is not supported yet (PyTorch's LayerNorm has a "
+            "bias only alongside its weight)",
+            "scale",
+            "keep the scale, or set center: false too",
+        )
+    # the mean, the variance (3 per value) and the normalisation with gamma and beta (4)
+    return shape, 7 * math.prod(shape)
+
+
+def reshape_target(layer: Reshape, shape: Shape) -> Shape:
+    """``target_shape`` with its -1 filled in; refused unless it holds exactly the values of
+    ``shape`` and is a vector or an image (the two ranks specnet's layers take)."""
+    target = layer.target_shape
+    count = math.prod(shape)
+    if len(target) not in (1, 3):
+        raise _Impossible(
+            f"target_shape {list(target)} has {len(target)} axes: specnet's layers take "
+            "vectors [units] and images [height, width, channels]",
+            "target_shape",
+        )
+    if target.count(-1) > 1 or 0 in target:
+        raise _Impossible(
+            f"target_shape {list(target)}: each extent must be positive, one may be -1",
+            "target_shape",
+        )
+    known = math.prod(n for n in target if n != -1)
+    if -1 in target:
+        if count % known:
+            raise _Impossible(
+                f"cannot lay out the {count:,} values of {_show(shape)} as {list(target)}: "
+                f"{count:,} is not a multiple of {known:,}",
+                "target_shape",
+            )
+        target = tuple(count // known if n == -1 else n for n in target)
+    elif known != count:
+        raise _Impossible(
+            f"target_shape {list(target)} holds {known:,} values but its input "
+            f"{_show(shape)} has {count:,}",
+            "target_shape",
+            f"the extents must multiply to {count:,}",
+        )
+    return target
+
+
+def _reshape(layer: Reshape, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    (shape,) = shapes
+    return reshape_target(layer, shape), 0
 
 
 def _max_pool(layer: MaxPool | AveragePooling2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
@@ -407,6 +511,11 @@ RULES: dict[type[LayerBase], Rule] = {
     Average: _merge,
     Maximum: _merge,
     Concatenate: _concatenate,
+    SeparableConv2D: _conv2d,
+    Conv2DTranspose: _conv_transpose,
+    UpSampling2D: _up_sampling,
+    LayerNormalization: _layer_norm,
+    Reshape: _reshape,
 }
 assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
 
@@ -424,6 +533,35 @@ def _depthwise_weights(layer: DepthwiseConv2D, shapes: tuple[Shape, ...]) -> Wei
     weights: WeightShapes = {"depthwise_kernel": ((kh, kw, c, m), True)}
     if layer.use_bias:
         weights["bias"] = ((c * m,), True)
+    return weights
+
+
+def _separable_weights(layer: SeparableConv2D, shapes: tuple[Shape, ...]) -> WeightShapes:
+    (kh, kw), c, m = layer.kernel_size, shapes[0][-1], layer.depth_multiplier
+    weights: WeightShapes = {
+        "depthwise_kernel": ((kh, kw, c, m), True),
+        "pointwise_kernel": ((1, 1, c * m, layer.filters), True),
+    }
+    if layer.use_bias:
+        weights["bias"] = ((layer.filters,), True)
+    return weights
+
+
+def _transpose_weights(layer: Conv2DTranspose, shapes: tuple[Shape, ...]) -> WeightShapes:
+    (kh, kw), c = layer.kernel_size, shapes[0][-1]
+    weights: WeightShapes = {"kernel": ((kh, kw, layer.filters, c), True)}  # out before in
+    if layer.use_bias:
+        weights["bias"] = ((layer.filters,), True)
+    return weights
+
+
+def _layer_norm_weights(layer: LayerNormalization, shapes: tuple[Shape, ...]) -> WeightShapes:
+    c = (shapes[0][-1],)
+    weights: WeightShapes = {}
+    if layer.scale:
+        weights["gamma"] = (c, True)
+    if layer.center:
+        weights["beta"] = (c, True)
     return weights
 
 
@@ -474,6 +612,11 @@ WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]]
     Average: _none,
     Maximum: _none,
     Concatenate: _none,
+    SeparableConv2D: _separable_weights,
+    Conv2DTranspose: _transpose_weights,
+    UpSampling2D: _none,
+    LayerNormalization: _layer_norm_weights,
+    Reshape: _none,
 }
 
 

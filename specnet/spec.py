@@ -48,6 +48,7 @@ __all__ = [
     "BatchNormalization",
     "Concatenate",
     "Conv2D",
+    "Conv2DTranspose",
     "Data",
     "Dense",
     "DepthwiseConv2D",
@@ -57,15 +58,19 @@ __all__ = [
     "GlobalMaxPooling2D",
     "Layer",
     "LayerBase",
+    "LayerNormalization",
     "MaxPool",
     "Maximum",
     "Multiply",
     "ReLU",
     "Rescaling",
+    "Reshape",
+    "SeparableConv2D",
     "Softmax",
     "Spec",
     "Subtract",
     "Train",
+    "UpSampling2D",
     "ZeroPadding2D",
     "as_spec",
     "load_spec",
@@ -223,6 +228,104 @@ class DepthwiseConv2D(LayerBase):
     use_bias: StrictBool = True
     depthwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+
+class SeparableConv2D(LayerBase):
+    """A depthwise convolution (``depth_multiplier`` filters per input channel, ``padding``,
+    ``strides`` and ``dilation_rate`` apply to it) then a 1×1 convolution to ``filters``
+    channels, the bias and the activation after that (Keras's, Xception's). Canonical weights:
+    ``depthwise_kernel`` (h, w, channels, depth_multiplier) and ``pointwise_kernel`` (1, 1,
+    channels·depth_multiplier, filters), Keras's layouts."""
+
+    KIND = "SeparableConv2D"
+    PREFIX = "separable_conv2d"
+    type: Literal["SeparableConv2D", "SeparableConvolution2D"]
+    filters: PositiveInt
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    depth_multiplier: PositiveInt = 1
+    dilation_rate: Pair = (1, 1)
+    activation: ActivationName | None = None
+    use_bias: StrictBool = True
+    depthwise_initializer: Initializer = "glorot_uniform"
+    pointwise_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+
+class Conv2DTranspose(LayerBase):
+    """The transpose (gradient) of a Conv2D: each input pixel spreads a kernel-sized patch
+    over an output ``strides`` times larger. Output size as Keras computes it: ``valid``:
+    ``in · stride + max(kernel − stride, 0)``; ``same``: ``in · stride``. Kernel layout
+    (h, w, filters, input channels): Keras's, the output channels before the input ones.
+    ``output_padding`` and ``dilation_rate`` are not supported yet."""
+
+    KIND = "Conv2DTranspose"
+    PREFIX = "conv2d_transpose"
+    type: Literal["Conv2DTranspose", "Convolution2DTranspose"]
+    filters: PositiveInt
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    activation: ActivationName | None = None
+    use_bias: StrictBool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+
+class UpSampling2D(LayerBase):
+    """Rows and columns repeated ``size`` times (``nearest``), or resized bilinearly with
+    half-pixel centres (``bilinear``: TensorFlow's ``image.resize``, PyTorch's
+    ``align_corners=False``, ONNX's ``half_pixel``)."""
+
+    KIND = "UpSampling2D"
+    PREFIX = "up_sampling2d"
+    type: Literal["UpSampling2D"]
+    size: Pair = (2, 2)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+
+
+class LayerNormalization(LayerBase):
+    """Each example normalised over its last axis (an image's channels, pixel by pixel; a
+    vector's units): ``(x − mean) / sqrt(variance + epsilon) · gamma + beta``, the variance
+    biased, the same in training and inference (no moving statistics)."""
+
+    KIND = "LayerNormalization"
+    PREFIX = "layer_normalization"
+    type: Literal["LayerNormalization"]
+    axis: Literal[-1] = -1
+    epsilon: PositiveFloat = 1e-3
+    center: StrictBool = True
+    scale: StrictBool = True
+    beta_initializer: Initializer = "zeros"
+    gamma_initializer: Initializer = "ones"
+
+
+def _to_target(value: object) -> object:
+    """``target_shape: 64`` is ``[64]``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+_Extent = Annotated[int, Strict(), at.Ge(-1), at.Le(MAX_INT)]
+TargetShape = Annotated[
+    tuple[_Extent, ...],
+    BeforeValidator(
+        _to_target, json_schema_input_type=_Extent | Annotated[list[_Extent], at.Len(1, 3)]
+    ),
+]
+
+
+class Reshape(LayerBase):
+    """The values in Keras's (row-major, channels-last) order, laid out as ``target_shape``
+    (without the batch): ``[units]`` or ``[height, width, channels]``; one extent may be -1,
+    inferred from the others."""
+
+    KIND = "Reshape"
+    PREFIX = "reshape"
+    type: Literal["Reshape"]
+    target_shape: TargetShape
 
 
 NonNegativeFloat = Annotated[float, Strict(), at.Ge(0), at.Lt(math.inf)]
@@ -477,6 +580,11 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Concatenate,
     AveragePooling2D,
     Rescaling,
+    SeparableConv2D,
+    Conv2DTranspose,
+    UpSampling2D,
+    LayerNormalization,
+    Reshape,
 )
 Layer = Annotated[
     Conv2D
@@ -499,7 +607,12 @@ Layer = Annotated[
     | Maximum
     | Concatenate
     | AveragePooling2D
-    | Rescaling,
+    | Rescaling
+    | SeparableConv2D
+    | Conv2DTranspose
+    | UpSampling2D
+    | LayerNormalization
+    | Reshape,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
@@ -960,18 +1073,13 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 #: Keras layers specnet does not have yet → the nearest kind it has (said instead of "unknown")
 NOT_YET = {
-    "SeparableConv2D": "DepthwiseConv2D followed by a 1×1 Conv2D (what it computes)",
-    "Conv2DTranspose": "Conv2D (then an upsampling, once there is one)",
     "Conv1D": "Conv2D over a (length, 1, channels) input",
     "MaxPooling1D": "MaxPooling2D",
     "GlobalAveragePooling1D": "GlobalAveragePooling2D",
-    "UpSampling2D": "ZeroPadding2D (no upsampling yet)",
     "LeakyReLU": "Activation with activation: leaky_relu",
     "PReLU": "Activation with activation: leaky_relu",
     "ELU": "Activation with activation: elu",
-    "LayerNormalization": "BatchNormalization",
-    "GroupNormalization": "BatchNormalization",
-    "Reshape": "Flatten",
+    "GroupNormalization": "LayerNormalization (one group) or BatchNormalization",
     "Normalization": "BatchNormalization",
     "Cropping2D": "ZeroPadding2D",
     "SpatialDropout2D": "Dropout",

@@ -118,8 +118,8 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
         name, kind = key.rsplit(".", 1)
         layer = next(step.layer for step in plan.layers if step.name == name)
         # Keras names each initializer after its variable, but depthwise_kernel's is
-        # depthwise_initializer
-        field = "depthwise_initializer" if kind == "depthwise_kernel" else f"{kind}_initializer"
+        # depthwise_initializer (and pointwise_kernel's pointwise_initializer)
+        field = f"{kind.removesuffix('_kernel')}_initializer"
         initializer = getattr(layer, field)
         rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
         weights[key] = np.asarray(draw(initializer, rng, shape), dtype=np.float32)

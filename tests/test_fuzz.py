@@ -40,7 +40,9 @@ scalars = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True),
     st.text(max_size=12),
-    st.sampled_from(["same", "valid", "relu", "softmax", "adam", "Conv2D", "Dense", "yes", "010"]),
+    st.sampled_from(
+        ["same", "valid", "relu", "softmax", "adam", "Conv2D", "Dense", "yes", "010", "bilinear"]
+    ),
 )
 values = st.recursive(
     scalars,
@@ -73,6 +75,10 @@ FIELDS = [
     "max_value",
     "negative_slope",
     "offset",
+    "target_shape",
+    "size",
+    "interpolation",
+    "pointwise_initializer",
 ]
 layer = st.fixed_dictionaries(
     {
@@ -104,6 +110,11 @@ layer = st.fixed_dictionaries(
                 "AveragePooling2D",
                 "AvgPool2D",
                 "Rescaling",
+                "SeparableConv2D",
+                "Conv2DTranspose",
+                "UpSampling2D",
+                "LayerNormalization",
+                "Reshape",
             ]
         )
     },

@@ -81,6 +81,39 @@ PLANS = {
             {"type": "Dense", "units": 3, "activation": "softmax"},
         ],
     ),
+    # a transposed convolution with its slice (Crop, a carried function) and output_padding,
+    # a separable one, both upsamplings, a LayerNorm on the channels moved last and on a vector,
+    # Reshapes (a carried function) from an image and to one
+    "decoder": lambda: _plan(
+        [
+            {
+                "type": "SeparableConv2D",
+                "filters": 4,
+                "kernel_size": 3,
+                "padding": "same",
+                "depth_multiplier": 2,
+                "activation": "relu",
+            },
+            {
+                "type": "Conv2DTranspose",
+                "filters": 3,
+                "kernel_size": 3,
+                "strides": 2,
+                "padding": "same",
+            },
+            {"type": "Conv2DTranspose", "filters": 3, "kernel_size": 1, "strides": 2},
+            {"type": "UpSampling2D", "size": [1, 2], "interpolation": "bilinear"},
+            {"type": "MaxPool", "pool_size": 4},
+            {"type": "UpSampling2D"},
+            {"type": "LayerNormalization"},
+            {"type": "Reshape", "target_shape": -1},
+            {"type": "Dense", "units": 8},
+            {"type": "LayerNormalization", "center": False},
+            {"type": "Reshape", "target_shape": [2, 2, 2]},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    ),
 }
 
 
@@ -131,16 +164,20 @@ def test_the_shape_comments_are_the_shapes_pytorch_computes(
             monkeypatch.setattr(torch, attr, recording(torch.exp))
         else:
             namespace[attr] = recording(namespace[attr])
-    called = r"x = self\.(\w+)\((?:x|x\.permute\(0, 2, 3, 1\))\)"
-    commented = dict(re.findall(called + r"  # (\(N, [\d, ]+\))", source))
-    calls = re.findall(called, source)
+    # a module called on the channels moved last (and its result moved back: LayerNorm)
+    called = r"x = self\.(\w+)\((?:x|x\.permute\(0, 2, 3, 1\))\)(\.permute\(0, 3, 1, 2\))?"
+    found = re.findall(called + r"  # (\(N, [\d, ]+\))", source)
+    commented = {name: comment for name, _, comment in found}
+    moved_back = {name for name, back, _ in found if back}
+    calls = [name for name, _ in re.findall(called, source)]
     seen: dict[str, str] = {}
     for name, child in net.named_children():
-        child.register_forward_hook(
-            lambda _m, _i, out, name=name: seen.__setitem__(
-                name, "(N, " + ", ".join(str(n) for n in out.shape[1:]) + ")"
-            )
-        )
+
+        def hook(_m: Any, _i: Any, out: Any, name: str = name) -> None:
+            shape = out.permute(0, 3, 1, 2).shape if name in moved_back else out.shape
+            seen[name] = "(N, " + ", ".join(str(n) for n in shape[1:]) + ")"
+
+        child.register_forward_hook(hook)
     h, w, c = plan.input_shape
     with torch.no_grad():
         net(torch.rand(2, c, h, w))

@@ -64,11 +64,10 @@ def _check_contract(model: Any, plan: Any, layout: str, via: str) -> None:
     assert model.opset_import[0].version >= 13
     if via == "direct":  # (the converters' graphs hold int64 shape constants too)
         assert (model.producer_name, model.producer_version) == ("specnet", specnet.__version__)
-        # float32 weights and constants; a ZeroPadding2D's Pad takes its amounts as int64
+        # float32 weights and constants; a ZeroPadding2D's Pad and a Reshape take int64 amounts
         for t in model.graph.initializer:
-            wanted = (
-                onnx.TensorProto.INT64 if t.name.startswith("pads/") else onnx.TensorProto.FLOAT
-            )
+            whole = t.name.startswith(("pads/", "shape/"))
+            wanted = onnx.TensorProto.INT64 if whole else onnx.TensorProto.FLOAT
             assert t.data_type == wanted, t.name
     meta = {p.key: p.value for p in model.metadata_props}
     assert (meta["spec"], meta["layout"], meta["via"]) == (plan.name, layout, via)
@@ -90,11 +89,20 @@ def test_direct_graph(path: Path) -> None:
         model = build_graph(plan, weights, layout)
         _check_contract(model, plan, layout, "direct")
         ops = [node.op_type for node in model.graph.node]
-        assert ops.count("Transpose") == (1 if layout == "nhwc" else 0)
-        concatenates = any(step.kind == "Concatenate" for step in plan.layers)
-        shape_work = {"Dropout", "Shape", "Gather", "Reshape"} | (
-            set() if concatenates else {"Concat"}
+        # layers that work in channels-last order move an NCHW image there and back: a
+        # LayerNormalization of an image, a Reshape from or to one
+        moves = {
+            step.name: (len(step.input_shape) == 3) + (len(step.output_shape) == 3)
+            for step in plan.layers
+            if step.kind == "Reshape"
+            or (step.kind == "LayerNormalization" and len(step.input_shape) == 3)
+        }
+        assert ops.count("Transpose") == (1 if layout == "nhwc" else 0) + sum(moves.values())
+        kinds = {step.kind for step in plan.layers}
+        shape_work = {"Dropout", "Shape", "Gather"} | (
+            set() if "Concatenate" in kinds else {"Concat"}
         )
+        shape_work |= set() if "Reshape" in kinds else {"Reshape"}
         assert not shape_work & set(ops)
         # one node per spec operation (a fused activation is one more), Dropout and linear gone;
         # a merge of n inputs is n - 1 binary nodes (Average one more: the division)
@@ -112,6 +120,9 @@ def test_direct_graph(path: Path) -> None:
             expected += step.kind == "Rescaling" and step.layer.offset != 0
             # a global pool that drops the (1, 1) axes is GlobalAveragePool then Flatten
             expected += step.kind.startswith("Global") and not step.layer.keepdims
+            # a separable convolution is two Convs; channels-last layers their Transposes
+            expected += step.kind == "SeparableConv2D"
+            expected += moves.get(step.name, 0)
         gelu_extra = 4 * sum(1 for node in model.graph.node if node.name.endswith("/gelu_div"))
         # x · f(x) (silu, …) is f's nodes then a Mul
         gated = [node.name.rsplit("/", 1)[1] for node in model.graph.node if "/gate_" in node.name]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from specnet._standalone import average_pool_valid, rescale
+from specnet._standalone import average_pool_valid, crop, rescale, reshape_channels_last
 
 
 class FastDropout(torch.nn.Module):
@@ -108,6 +108,38 @@ class Rescale(torch.nn.Module):
         return rescale(x, self.scale, self.offset)
 
 
+class Crop(torch.nn.Module):
+    """Rows and columns cut off an NCHW image (see ``specnet._standalone.crop``): what is
+    left of a transposed convolution's Keras cut after its symmetric ``padding``."""
+
+    def __init__(self, top: int, bottom: int, left: int, right: int) -> None:
+        super().__init__()
+        self.cut = (top, bottom, left, right)
+
+    def forward(self, x: Any) -> Any:
+        return crop(x, *self.cut)
+
+
+class ReshapeHWC(torch.nn.Module):
+    """Keras's ``Reshape`` (see ``specnet._standalone.reshape_channels_last``)."""
+
+    def __init__(self, shape: Any) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Any) -> Any:
+        return reshape_channels_last(x, self.shape)
+
+
+class LayerNormChannels(torch.nn.LayerNorm):
+    """``nn.LayerNorm`` over an NCHW image's channels, pixel by pixel (Keras's
+    ``LayerNormalization`` on an image): the channels moved last and back, views on the
+    channels-last activations the backend computes with."""
+
+    def forward(self, x: Any) -> Any:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 @dataclass(frozen=True)
 class Step:
     """One spec layer in :class:`Graph`'s forward: merge its inputs (a merge layer, with
@@ -199,9 +231,10 @@ class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
     """``nn.BatchNorm1d`` with Keras's moving-variance update (see :class:`_KerasBatchNorm`)."""
 
 
-# stock nn class name → faster module with the same constructor and semantics; FlattenHWC, Exp,
-# AvgPoolValid and Rescale are no stock class: the generated source writes nn.Flatten() on
-# x.permute(0, 2, 3, 1), and calls torch.exp, average_pool_valid and rescale (torch._FUNCTIONS)
+# stock nn class name → faster module with the same constructor and semantics; FlattenHWC,
+# LayerNormChannels, Exp, AvgPoolValid, Rescale, ReshapeHWC and Crop are no stock class: the
+# generated source writes nn.Flatten() / nn.LayerNorm() on x.permute(0, 2, 3, 1)
+# (torch._CHANNELS_LAST), and calls torch.exp or specnet's functions (torch._FUNCTIONS)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "BatchNorm2d": KerasBatchNorm2d,
     "BatchNorm1d": KerasBatchNorm1d,
@@ -211,4 +244,7 @@ REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "Exp": Exp,
     "AvgPoolValid": AvgPoolValid,
     "Rescale": Rescale,
+    "ReshapeHWC": ReshapeHWC,
+    "Crop": Crop,
+    "LayerNormChannels": LayerNormChannels,
 }

@@ -39,6 +39,7 @@ from specnet.spec import (
     BatchNormalization,
     Concatenate,
     Conv2D,
+    Conv2DTranspose,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -46,17 +47,21 @@ from specnet.spec import (
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
     LayerBase,
+    LayerNormalization,
     Maximum,
     MaxPool,
     Multiply,
     ReLU,
     Rescaling,
+    Reshape,
+    SeparableConv2D,
     Softmax,
     Subtract,
     Train,
+    UpSampling2D,
     ZeroPadding2D,
 )
-from specnet.weights import Weights, check_weights, expected_shapes
+from specnet.weights import Weights, check_weights
 
 __all__ = ["BACKEND", "LAYERS", "KerasBackend", "compile_model", "loss_source"]
 
@@ -102,6 +107,11 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     Average: _as_written,
     Maximum: _as_written,
     Concatenate: _as_written,
+    SeparableConv2D: _as_written,
+    Conv2DTranspose: _as_written,
+    UpSampling2D: _as_written,
+    LayerNormalization: _as_written,
+    Reshape: _as_written,
 }
 
 
@@ -138,6 +148,17 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
     "Rescaling": {"offset": 0.0},
     "GlobalMaxPooling2D": {"keepdims": False},
+    "SeparableConv2D": {
+        "strides": (1, 1), "padding": "valid", "depth_multiplier": 1, "dilation_rate": (1, 1),
+        "activation": None, "use_bias": True, "depthwise_initializer": "glorot_uniform",
+        "pointwise_initializer": "glorot_uniform", "bias_initializer": "zeros",
+    },
+    "Conv2DTranspose": {"strides": (1, 1), "padding": "valid", **_WEIGHTED},
+    "UpSampling2D": {"size": (2, 2), "interpolation": "nearest"},
+    "LayerNormalization": {
+        "axis": -1, "epsilon": 1e-3, "center": True, "scale": True,
+        "beta_initializer": "zeros", "gamma_initializer": "ones",
+    },
 }  # fmt: skip
 
 
@@ -178,9 +199,14 @@ def compile_model(model: Any, plan: Plan) -> None:
     chosen.build(model.trainable_variables)
 
 
-#: canonical suffixes Keras 3 keeps under another attribute: a depthwise kernel is Keras 2's
-#: (and keras.applications' HDF5 files') `depthwise_kernel`, Keras 3's `kernel`
-_ATTRIBUTE = {"depthwise_kernel": "kernel"}
+def _attribute(layer: LayerBase, suffix: str) -> str:
+    """The Keras 3 attribute holding a canonical weight: a DepthwiseConv2D's kernel is Keras 2's
+    (and keras.applications' HDF5 files') ``depthwise_kernel``, Keras 3's ``kernel``; a
+    SeparableConv2D keeps the name ``depthwise_kernel``."""
+    return (
+        "kernel" if isinstance(layer, DepthwiseConv2D) and suffix == "depthwise_kernel" else suffix
+    )
+
 
 _OPTIMIZERS = {"SGD": "SGD", "Adam": "Adam", "RMSprop": "RMSprop"}
 _LABELS = {
@@ -242,16 +268,18 @@ class KerasBackend:
         for step in plan.layers:  # every weight by Keras's attribute name (gamma, moving_mean…)
             layer = model.get_layer(step.name) if step.weights else None
             for suffix in step.weights:
-                getattr(layer, _ATTRIBUTE.get(suffix, suffix)).assign(
+                getattr(layer, _attribute(step.layer, suffix)).assign(
                     weights[f"{step.name}.{suffix}"]
                 )
 
     def get_weights(self, model: Any, plan: Plan) -> Weights:
-        out: Weights = {}
-        for key in expected_shapes(plan):
-            name, kind = key.rsplit(".", 1)
-            out[key] = getattr(model.get_layer(name), _ATTRIBUTE.get(kind, kind)).numpy()
-        return out
+        return {
+            f"{step.name}.{suffix}": getattr(
+                model.get_layer(step.name), _attribute(step.layer, suffix)
+            ).numpy()
+            for step in plan.layers
+            for suffix in step.weights
+        }
 
     def predict(self, model: Any, x: Any) -> Any:
         # Keras's compiled predict function: twice as fast as an eager model(x) call per batch

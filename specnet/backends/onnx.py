@@ -27,7 +27,15 @@ from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.backends.torch import apply_steps, conversions
 from specnet.errors import UsageError
 from specnet.layout import nchw_axis
-from specnet.shapes import Plan, PlanLayer, concat_axis, flatten_folds, same_padding
+from specnet.shapes import (
+    Plan,
+    PlanLayer,
+    concat_axis,
+    flatten_folds,
+    reshape_target,
+    same_padding,
+    transpose_crops,
+)
 from specnet.spec import (
     Activation,
     Add,
@@ -36,6 +44,7 @@ from specnet.spec import (
     BatchNormalization,
     Concatenate,
     Conv2D,
+    Conv2DTranspose,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -43,14 +52,18 @@ from specnet.spec import (
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
     LayerBase,
+    LayerNormalization,
     Maximum,
     MaxPool,
     Multiply,
     ReLU,
     Rescaling,
+    Reshape,
+    SeparableConv2D,
     Softmax,
     Subtract,
     Train,
+    UpSampling2D,
     ZeroPadding2D,
 )
 from specnet.weights import Weights, check_weights
@@ -121,20 +134,90 @@ def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> 
     return [top, left, bottom, right]  # ONNX: begins of each axis, then ends
 
 
-def _conv2d(layer: Conv2D | DepthwiseConv2D, step: PlanLayer, opset: int) -> list[Node]:
+def _conv2d(
+    layer: Conv2D | DepthwiseConv2D | SeparableConv2D, step: PlanLayer, opset: int
+) -> list[Node]:
+    """Conv; a depthwise one has a group per channel; a separable one is that (no bias) and a
+    1×1 Conv with the bias."""
     (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
     effective = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
     pads = _pads(step, effective, layer.strides) if layer.padding == "same" else [0, 0, 0, 0]
-    kernel = "depthwise_kernel" if isinstance(layer, DepthwiseConv2D) else "kernel"
-    weights = [f"{step.name}.{kernel}"] + ([f"{step.name}.bias"] if layer.use_bias else [])
+    kernel = "kernel" if isinstance(layer, Conv2D) else "depthwise_kernel"
+    bias = [f"{step.name}.bias"] if layer.use_bias else []
     attrs = {
-        "group": step.input_shape[-1] if isinstance(layer, DepthwiseConv2D) else 1,
+        "group": 1 if isinstance(layer, Conv2D) else step.input_shape[-1],
         "kernel_shape": list(layer.kernel_size),
         "strides": list(layer.strides),
         "dilations": list(layer.dilation_rate),
         "pads": pads,
     }
-    return [("Conv", weights, attrs), *_act(layer.activation, opset)]
+    if isinstance(layer, SeparableConv2D):
+        pointwise: Node = (
+            "Conv",
+            [f"{step.name}.pointwise_kernel", *bias],
+            {"kernel_shape": [1, 1]},
+        )
+        convs: list[Node] = [("Conv", [f"{step.name}.{kernel}"], attrs), pointwise]
+    else:
+        convs = [("Conv", [f"{step.name}.{kernel}", *bias], attrs)]
+    return [*convs, *_act(layer.activation, opset)]
+
+
+def _conv_transpose(layer: Conv2DTranspose, step: PlanLayer, opset: int) -> list[Node]:
+    """ConvTranspose cut to Keras's output by its (asymmetric) ``pads``, or extended by
+    ``output_padding`` where a kernel smaller than its stride leaves rows untouched (see
+    :func:`specnet.shapes.transpose_crops`)."""
+    (rows, rows_end), (cols, cols_end) = transpose_crops(layer, step.input_shape)
+    weights = [f"{step.name}.kernel"] + ([f"{step.name}.bias"] if layer.use_bias else [])
+    attrs = {
+        "kernel_shape": list(layer.kernel_size),
+        "strides": list(layer.strides),
+        "pads": [rows, cols, max(rows_end, 0), max(cols_end, 0)],
+        "output_padding": [max(-rows_end, 0), max(-cols_end, 0)],
+    }
+    return [("ConvTranspose", weights, attrs), *_act(layer.activation, opset)]
+
+
+def _up_sampling(layer: UpSampling2D, step: PlanLayer, opset: int) -> list[Node]:
+    """Resize by the factors: ``nearest`` as repetition (asymmetric coordinates, floor),
+    ``bilinear`` with half-pixel centres (TensorFlow's and PyTorch's)."""
+    sh, sw = layer.size
+    if layer.interpolation == "nearest":
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                 "nearest_mode": "floor"}  # fmt: skip
+    else:
+        attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    return [("Resize", ["", f"scales/1,1,{sh},{sw}"], attrs)]
+
+
+def _layer_norm(layer: LayerNormalization, step: PlanLayer, opset: int) -> list[Node]:
+    """ONNX's LayerNormalization (opset 17) over the last axis; an NCHW image's channels are
+    moved last and back around it."""
+    if opset < 17:
+        raise UsageError(
+            f"layer {step.name!r}: LayerNormalization needs ONNX opset 17 or newer, not {opset}"
+        )
+    name, c = step.name, step.input_shape[-1]
+    scale = [f"{name}.gamma" if layer.scale else f"ones/{c}"]
+    shift = [f"{name}.beta"] if layer.center else []
+    norm: Node = ("LayerNormalization", [*scale, *shift], {"axis": -1, "epsilon": layer.epsilon})
+    if len(step.input_shape) == 1:
+        return [norm]
+    return [_TO_NHWC, norm, _TO_NCHW]
+
+
+_TO_NHWC: Node = ("Transpose", [], {"perm": [0, 2, 3, 1]})
+_TO_NCHW: Node = ("Transpose", [], {"perm": [0, 3, 1, 2]})
+
+
+def _reshape(layer: Reshape, step: PlanLayer, opset: int) -> list[Node]:
+    """Keras's row-major (h, w, c) order: an image's channels moved last before the Reshape,
+    and an image result moved back to NCHW."""
+    target = reshape_target(layer, step.input_shape)
+    shape = ",".join(str(n) for n in (-1, *target))
+    nodes: list[Node] = [_TO_NHWC] if len(step.input_shape) == 3 else []
+    nodes.append(("Reshape", [f"shape/{shape}"], {}))
+    return nodes + ([_TO_NCHW] if len(target) == 3 else [])
 
 
 def _relu(layer: ReLU, step: PlanLayer, opset: int) -> list[Node]:
@@ -249,6 +332,11 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     Average: _average,
     Maximum: _chain("Max"),
     Concatenate: _concatenate,
+    SeparableConv2D: _conv2d,
+    Conv2DTranspose: _conv_transpose,
+    UpSampling2D: _up_sampling,
+    LayerNormalization: _layer_norm,
+    Reshape: _reshape,
 }
 
 
@@ -312,7 +400,7 @@ def build_graph(
     for step in plan.layers:
         made = LAYERS[type(step.layer)](step.layer, step, opset)
         if step.name in in_order:  # a vector in Keras's (h, w, c) order
-            made = [("Transpose", [], {"perm": [0, 2, 3, 1]}), *made]
+            made = [_TO_NHWC, *made]
         given = [values[name] for name in step.inputs]
         # a layer's first node takes its data inputs (a binary merge chain one more each), the
         # rest the node before
@@ -450,8 +538,8 @@ def _gelu(helper: Any, x: str, out: str, name: str) -> list[Any]:
 def _constants(np: Any, nodes: list[Any]) -> dict[str, Any]:
     """The constant initializers the nodes read, made from their names: GELU's scalars,
     ``average/N`` (an Average's count), ``scalar/X`` (a ReLU's ceiling), ``ones/C`` and
-    ``zeros/C`` (a BatchNormalization without scale and center), ``pads/…`` (a Pad's int64
-    amounts)."""
+    ``zeros/C`` (a BatchNormalization without scale and center), ``pads/…`` and ``shape/…``
+    (a Pad's and a Reshape's int64 amounts), ``scales/…`` (a Resize's float factors)."""
     read = sorted({name for node in nodes for name in node.input})
     constants = {key: np.asarray(value, np.float32) for key, value in _GELU.items() if key in read}
     for name in read:
@@ -460,8 +548,10 @@ def _constants(np: Any, nodes: list[Any]) -> dict[str, Any]:
             constants[name] = np.asarray(float(value), np.float32)
         elif kind in ("ones", "zeros"):
             constants[name] = getattr(np, kind)(int(value), np.float32)
-        elif kind == "pads":
+        elif kind in ("pads", "shape"):
             constants[name] = np.asarray([int(v) for v in value.split(",")], np.int64)
+        elif kind == "scales":
+            constants[name] = np.asarray([float(v) for v in value.split(",")], np.float32)
     return constants
 
 

@@ -43,7 +43,9 @@ from specnet.shapes import (
     concat_axis,
     flatten_folds,
     out_channels,
+    reshape_target,
     same_padding,
+    transpose_crops,
 )
 from specnet.spec import (
     Activation,
@@ -53,6 +55,7 @@ from specnet.spec import (
     BatchNormalization,
     Concatenate,
     Conv2D,
+    Conv2DTranspose,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -60,14 +63,18 @@ from specnet.spec import (
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
     LayerBase,
+    LayerNormalization,
     Maximum,
     MaxPool,
     Multiply,
     ReLU,
     Rescaling,
+    Reshape,
+    SeparableConv2D,
     Softmax,
     Subtract,
     Train,
+    UpSampling2D,
     ZeroPadding2D,
 )
 from specnet.weights import Weights, check_weights
@@ -113,8 +120,9 @@ def _pads(step: PlanLayer, window: tuple[int, int], stride: tuple[int, int]) -> 
     return (left, right, top, bottom)
 
 
-def _conv2d(layer: Conv2D | DepthwiseConv2D, step: PlanLayer) -> list[Module]:
-    """Conv2d; a DepthwiseConv2D is one with a group per input channel."""
+def _conv2d(layer: Conv2D | DepthwiseConv2D | SeparableConv2D, step: PlanLayer) -> list[Module]:
+    """Conv2d; a DepthwiseConv2D is one with a group per input channel, a SeparableConv2D
+    that (``<name>_depthwise``, no bias) then a 1×1 Conv2d (``<name>``, the bias)."""
     kh, kw = layer.kernel_size
     dh, dw = layer.dilation_rate
     modules: list[Module] = []
@@ -127,17 +135,70 @@ def _conv2d(layer: Conv2D | DepthwiseConv2D, step: PlanLayer) -> list[Module]:
             padding = (top, left)
         else:
             modules.append((f"{step.name}_pad", "ZeroPad2d", ((left, right, top, bottom),), {}))
+    c = step.input_shape[-1]
     conv = {
         "kernel_size": layer.kernel_size,
         "stride": layer.strides,
         "padding": padding,
         "dilation": layer.dilation_rate,
-        "groups": step.input_shape[-1] if isinstance(layer, DepthwiseConv2D) else 1,
+        "groups": 1 if isinstance(layer, Conv2D) else c,
         "bias": layer.use_bias,
     }
-    channels = (step.input_shape[-1], out_channels(layer, step.input_shape[-1]))
-    modules.append((step.name, "Conv2d", channels, conv))
+    if isinstance(layer, SeparableConv2D):
+        middle = c * layer.depth_multiplier
+        modules.append((f"{step.name}_depthwise", "Conv2d", (c, middle), {**conv, "bias": False}))
+        pointwise = {"kernel_size": (1, 1), "bias": layer.use_bias}
+        modules.append((step.name, "Conv2d", (middle, layer.filters), pointwise))
+    else:
+        modules.append((step.name, "Conv2d", (c, out_channels(layer, c)), conv))
     return modules + _activation_module(f"{step.name}_act", layer.activation)
+
+
+def _conv_transpose(layer: Conv2DTranspose, step: PlanLayer) -> list[Module]:
+    """ConvTranspose2d, cut to Keras's output (:func:`specnet.shapes.transpose_crops`): its
+    symmetric ``padding`` cuts both ends, ``output_padding`` adds rows at the end, and a
+    slice (``<name>_crop``, the pseudo-class ``Crop``) cuts what is left over."""
+    padding, extra, rest = [], [], []
+    for before, end in transpose_crops(layer, step.input_shape):
+        cut = 0 if end < 0 else min(before, end)
+        padding.append(cut)
+        extra.append(max(-end, 0))
+        rest.append((before - cut, max(end, 0) - cut))
+    conv = {
+        "kernel_size": layer.kernel_size,
+        "stride": layer.strides,
+        "padding": tuple(padding),
+        "output_padding": tuple(extra),
+        "bias": layer.use_bias,
+    }
+    modules: list[Module] = [
+        (step.name, "ConvTranspose2d", (step.input_shape[-1], layer.filters), conv)
+    ]
+    (top, bottom), (left, right) = rest
+    if top or bottom or left or right:
+        edges = {"top": top, "bottom": bottom, "left": left, "right": right}
+        modules.append((f"{step.name}_crop", "Crop", (), edges))
+    return modules + _activation_module(f"{step.name}_act", layer.activation)
+
+
+def _up_sampling(layer: UpSampling2D, step: PlanLayer) -> list[Module]:
+    options: dict[str, Any] = {"scale_factor": tuple(float(n) for n in layer.size)}
+    if layer.interpolation == "bilinear":  # half-pixel centres, as TensorFlow's resize
+        options.update(mode="bilinear", align_corners=False)
+    return [(step.name, "Upsample", (), options)]
+
+
+def _layer_norm(layer: LayerNormalization, step: PlanLayer) -> list[Module]:
+    """nn.LayerNorm over the last axis: a vector's units, or (``LayerNormChannels``) an NCHW
+    image's channels, which it moves last and back."""
+    cls = "LayerNormChannels" if len(step.input_shape) == 3 else "LayerNorm"
+    options = {"eps": layer.epsilon, "elementwise_affine": layer.scale, "bias": layer.center}
+    return [(step.name, cls, (step.input_shape[-1],), options)]
+
+
+def _reshape(layer: Reshape, step: PlanLayer) -> list[Module]:
+    target = reshape_target(layer, step.input_shape)
+    return [(step.name, "ReshapeHWC", (), {"shape": target})]
 
 
 def _relu(layer: ReLU, step: PlanLayer) -> list[Module]:
@@ -263,6 +324,11 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     Average: _merge,
     Maximum: _merge,
     Concatenate: _merge,
+    SeparableConv2D: _conv2d,
+    Conv2DTranspose: _conv_transpose,
+    UpSampling2D: _up_sampling,
+    LayerNormalization: _layer_norm,
+    Reshape: _reshape,
 }
 
 
@@ -311,11 +377,12 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
         layer, name = step.layer, step.name
         for suffix in step.weights:
             key = f"{name}.{suffix}"
-            if isinstance(layer, BatchNormalization):
+            if isinstance(layer, BatchNormalization | LayerNormalization):
                 table.append((key, f"{name}.{_BATCH_NORM[suffix]}", [], []))
             elif suffix == "bias":
                 table.append((key, f"{name}.bias", [], []))
-            elif isinstance(layer, Conv2D):
+            elif isinstance(layer, Conv2D | Conv2DTranspose) or suffix == "pointwise_kernel":
+                # HWIO → OIHW; a transposed kernel's (h, w, out, in) → PyTorch's (in, out, h, w)
                 table.append(
                     (
                         key,
@@ -324,7 +391,7 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
                         [("transpose", (2, 3, 1, 0))],
                     )
                 )
-            elif isinstance(layer, DepthwiseConv2D):
+            elif isinstance(layer, DepthwiseConv2D | SeparableConv2D):
                 # (h, w, c, m) → one group per channel: (c·m, 1, h, w), output c·m = i·m + j
                 (kh, kw), c, m = layer.kernel_size, step.input_shape[-1], layer.depth_multiplier
                 grouped: list[Step] = [
@@ -332,7 +399,8 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
                     ("transpose", (2, 3, 0, 1)),
                 ]
                 back: list[Step] = [("transpose", (2, 3, 0, 1)), ("reshape", (kh, kw, c, m))]
-                table.append((key, f"{name}.weight", grouped, back))
+                module = f"{name}_depthwise" if isinstance(layer, SeparableConv2D) else name
+                table.append((key, f"{module}.weight", grouped, back))
             elif isinstance(layer, Dense) and name in images:
                 (h, w, c), units = images[name], layer.units
                 to_torch: list[Step] = [
@@ -516,12 +584,11 @@ class TorchBackend:
                     options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
                     calls.append(f"        {out} = {called}({value}{options}){comment}")
                     continue
-                # the Flatten that keeps Keras's (h, w, c) order (see FlattenHWC)
-                hwc = cls == "FlattenHWC"
-                call = call_source("Flatten" if hwc else cls, args, kwargs, _DEFAULTS.get(cls, {}))
+                # a stock module run on the image's channels moved last (see _CHANNELS_LAST)
+                stock, before, after = _CHANNELS_LAST.get(cls, (cls, "", ""))
+                call = call_source(stock, args, kwargs, _DEFAULTS.get(stock, {}))
                 inits.append(f"        self.{name} = nn.{call}")
-                value = f"{value}.permute(0, 2, 3, 1)" if hwc else value
-                calls.append(f"        {out} = self.{name}({value}){comment}")
+                calls.append(f"        {out} = self.{name}({value}{before}){after}{comment}")
         loads = [
             f"    model.{key}.copy_(torch.from_numpy(np.ascontiguousarray("
             f"{_render(f'weights[{py_literal(canonical)}]', steps)})))"
@@ -574,6 +641,17 @@ _FUNCTIONS: dict[str, str | Callable[..., Any]] = {
     "Exp": "torch.exp",
     "AvgPoolValid": _standalone.average_pool_valid,
     "Rescale": _standalone.rescale,
+    "ReshapeHWC": _standalone.reshape_channels_last,
+    "Crop": _standalone.crop,
+}
+
+_TO_NHWC = ".permute(0, 2, 3, 1)"
+# pseudo-classes that are a stock module run on an NCHW image's channels moved last: (the
+# stock class, the input's permute, the output's) — the Flatten keeping Keras's (h, w, c) order
+# (``_torch_modules.FlattenHWC``) and a LayerNorm over an image's channels
+_CHANNELS_LAST: dict[str, tuple[str, str, str]] = {
+    "FlattenHWC": ("Flatten", _TO_NHWC, ""),
+    "LayerNormChannels": ("LayerNorm", _TO_NHWC, ".permute(0, 3, 1, 2)"),
 }
 
 # torch.nn's own defaults: the generated source leaves these out, as a person would.
@@ -588,6 +666,14 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "MaxPool2d": {"padding": (0, 0)},
     "AvgPool2d": {"padding": (0, 0), "count_include_pad": True},
     "Linear": {"bias": True},
+    "ConvTranspose2d": {
+        "stride": (1, 1),
+        "padding": (0, 0),
+        "output_padding": (0, 0),
+        "bias": True,
+    },
+    "LayerNorm": {"eps": 1e-5, "elementwise_affine": True, "bias": True},
+    "Upsample": {"mode": "nearest"},
     "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
     "BatchNorm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
     "ELU": {"alpha": 1.0},
