@@ -18,6 +18,7 @@ from specnet import infer, load_spec, loads_spec
 from specnet._frameworks import keras_module
 from specnet.backends import get_backend
 from specnet.backends.onnx import ort_session, run_session
+from specnet.shapes import Limits
 from specnet.weights import check_weights
 from tests.conftest import ROOT
 from tests.helpers import batch
@@ -28,7 +29,10 @@ RESNET50 = ROOT / "specs" / "applications" / "resnet50.yaml"
 APPLICATIONS = [
     ("resnet50.yaml", "ResNet50", 25_636_712, 25_583_592, 176),
     ("mobilenet_v2.yaml", "MobileNetV2", 3_538_984, 3_504_872, 155),
+    ("vgg16.yaml", "VGG16", 138_357_544, 138_357_544, 22),
 ]
+#: VGG16 is over the default parameter limit (100 M): its checks raise it, as its users must
+VGG16_LIMITS = Limits(max_params=140_000_000)
 
 
 def _keras_weights(model: Any, seed: int) -> dict[str, np.ndarray]:
@@ -60,7 +64,7 @@ def test_an_application_is_keras_applications_own(
 ) -> None:
     keras = keras_module()
     path = ROOT / "specs" / "applications" / file
-    full = infer(load_spec(path))
+    full = infer(load_spec(path), VGG16_LIMITS)
     assert full.total_params == total
     assert full.trainable_params == trainable
     assert len(full.layers) == count
@@ -92,6 +96,16 @@ def test_an_application_is_keras_applications_own(
     proto, layout = _torch_onnx(small, weights, 18)
     got = run_session(ort_session(proto), x, layout)
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=0, err_msg="torch → onnx")
+
+
+def test_vgg16_needs_the_parameter_limit_raised_on_purpose(cli) -> None:  # type: ignore[no-untyped-def]
+    path = ROOT / "specs" / "applications" / "vgg16.yaml"
+    refused = cli("validate", path)
+    assert refused.code == 2
+    assert "the network has 138,357,544 parameters, over the limit of 100,000,000; layer " \
+        "'fc1' alone has 102,764,544" in refused.err  # fmt: skip
+    assert "--max-params" in refused.err
+    assert cli("validate", path, "--max-params", "140000000").code == 0
 
 
 def test_batch_norm_moving_statistics_follow_keras_not_pytorch() -> None:

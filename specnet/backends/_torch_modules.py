@@ -117,7 +117,8 @@ class Crop(torch.nn.Module):
         self.cut = (top, bottom, left, right)
 
     def forward(self, x: Any) -> Any:
-        return crop(x, *self.cut)
+        # the slice is a strided view: made channels-last here, as the layers after expect
+        return crop(x, *self.cut).contiguous(memory_format=torch.channels_last)
 
 
 class ReshapeHWC(torch.nn.Module):
