@@ -187,7 +187,7 @@ def _at_opset(model: Any, opset: int, what: str) -> Any:
 def native_onnx(plan: Plan, weights: Any, via: str, layout: str, opset: int) -> Any:
     """A contract-conforming ONNX ModelProto of ``plan`` with canonical ``weights``."""
     if via == "direct":
-        return build_graph(plan, weights, layout, opset)
+        return build_graph(plan, weights, layout, opset, fold_batch_norm=True)
     if via not in VIAS:
         raise UsageError(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
     raw, native_layout = (_keras_onnx if via == "keras" else _torch_onnx)(plan, weights, opset)

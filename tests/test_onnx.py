@@ -7,6 +7,7 @@ oracle independent of every framework and of ONNX Runtime).
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import onnxruntime as ort
 import pytest
 
 import specnet
-from specnet import RuntimeFailure, infer, load_spec
+from specnet import RuntimeFailure, UsageError, infer, load_spec, loads_spec
+from specnet import export as export_module
 from specnet.backends import get_backend
 from specnet.backends import onnx as onnx_backend
 from specnet.backends.onnx import build_graph, reference_predict
@@ -433,3 +435,55 @@ def test_a_dense_without_bias_is_a_gemm_without_one() -> None:
     assert list(gemm.input)[1:] == ["dense.kernel"]
     x = batch(plan.input_shape)
     assert_agree(_ort(model, x, "nhwc"), x.reshape(len(x), -1) @ weights["dense.kernel"], "no bias")
+
+
+def test_the_direct_export_folds_batch_norm_into_its_convolution(tmp_path: Path) -> None:
+    """Each BatchNormalization right after a convolution (and read by nothing else) becomes the
+    convolution's kernel and bias; a BN after an activation, or one whose convolution is read
+    elsewhere too, stays. The folded graph computes what Keras computes in inference mode."""
+    text = """\
+name: fold
+input_shape: [9, 8, 3]
+layers:
+  - {name: conv, type: Conv2D, filters: 4, kernel_size: 3, use_bias: false}
+  - {name: conv_bn, type: BatchNormalization}
+  - {name: depthwise, type: DepthwiseConv2D, kernel_size: 3, padding: same, depth_multiplier: 2}
+  - {name: depthwise_bn, type: BatchNormalization, center: false, scale: false}
+  - {name: separable, type: SeparableConv2D, filters: 5, kernel_size: 3, strides: 2, padding: same}
+  - {name: separable_bn, type: BatchNormalization, epsilon: 0.01}
+  - {name: up, type: Conv2DTranspose, filters: 3, kernel_size: 3, strides: 2, padding: same}
+  - {name: up_bn, type: BatchNormalization}
+  - {name: activated, type: Conv2D, filters: 3, kernel_size: 1, activation: relu}
+  - {name: after_relu, type: BatchNormalization}
+  - {name: shared, type: Conv2D, filters: 3, kernel_size: 1}
+  - {name: shared_bn, type: BatchNormalization}
+  - {name: add, type: Add, inputs: [shared, shared_bn]}
+  - {type: GlobalAveragePooling2D}
+  - {type: Dense, units: 3}
+"""
+    plan = infer(loads_spec(text))
+    weights = busy_weights(plan, seed=8)
+    assert set(onnx_backend.batch_norm_folds(plan)) == {"conv", "depthwise", "separable", "up"}
+    x = batch(plan.input_shape)
+    keras = get_backend("keras")
+    model = keras.build(plan)
+    keras.set_weights(model, plan, weights)
+    want = keras.predict(model, x)
+    for layout in ("nhwc", "nchw"):
+        folded = export_module.native_onnx(plan, weights, "direct", layout, 18)
+        ops = [node.op_type for node in folded.graph.node]
+        assert ops.count("BatchNormalization") == 2  # after_relu and shared_bn stay
+        plain = build_graph(plan, weights, layout)
+        assert len(plain.graph.node) == len(folded.graph.node) + 4
+        names = {t.name for t in folded.graph.initializer}
+        assert "conv/folded_bias" in names
+        assert "conv_bn.gamma" not in names
+        assert_agree(_ort(folded, x, layout), want, f"folded/{layout}")
+        meta = {p.key: p.value for p in folded.metadata_props}
+        assert json.loads(meta["folded_batch_norm"]) == [
+            "conv_bn", "depthwise_bn", "separable_bn", "up_bn"
+        ]  # fmt: skip
+    path = tmp_path / "folded.onnx"
+    path.write_bytes(folded.SerializeToString())
+    with pytest.raises(UsageError, match="folded into the convolutions"):
+        onnx_backend.BACKEND.load_native(path, plan)

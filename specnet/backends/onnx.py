@@ -372,11 +372,76 @@ def run_session(session: Any, x: Any, layout: str) -> Any:
     return out.transpose(0, 2, 3, 1) if out.ndim == 4 and layout == "nchw" else out
 
 
+_FOLDABLE = (Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)
+
+
+def batch_norm_folds(plan: Plan) -> dict[str, PlanLayer]:
+    """Convolution name → the BatchNormalization that can be folded into it: the BN reads
+    only the convolution, nothing else reads the convolution, and no activation sits between
+    them (a convolution's fused activation comes before the BN)."""
+    readers = plan.consumers()
+    by_name = {step.name: step for step in plan.layers}
+    folds = {}
+    for step in plan.layers:
+        if not isinstance(step.layer, BatchNormalization) or len(step.inputs) != 1:
+            continue
+        conv = by_name.get(step.inputs[0])
+        if (
+            conv is not None
+            and isinstance(conv.layer, _FOLDABLE)
+            and conv.layer.activation in (None, "linear")
+            and [reader.name for reader in readers[conv.name]] == [step.name]
+        ):
+            folds[conv.name] = step
+    return folds
+
+
+def _fold(plan: Plan, converted: dict[str, Any], np: Any) -> dict[str, str]:
+    """Fold each inference BatchNormalization into its convolution, in ``converted`` (PyTorch
+    layout): per output channel ``s = gamma / sqrt(variance + epsilon)``, the kernel times
+    ``s``, the bias ``(bias − mean) · s + beta`` (float64, then float32). Returns the
+    convolution weights' renames (``<conv>/folded_kernel``, ``<conv>/folded_bias``); the BN's
+    weights leave ``converted``."""
+    renames = {}
+    by_name = {step.name: step for step in plan.layers}
+    for conv, bn in batch_norm_folds(plan).items():
+        layer, norm = by_name[conv].layer, bn.layer
+        assert isinstance(norm, BatchNormalization)
+        kernel = {DepthwiseConv2D: "depthwise_kernel", SeparableConv2D: "pointwise_kernel"}.get(
+            type(layer), "kernel"
+        )
+        key = f"{conv}.{kernel}"
+        weight = converted.pop(key).astype(np.float64)
+        out = weight.shape[1 if isinstance(layer, Conv2DTranspose) else 0]
+        take = {s: converted.pop(f"{bn.name}.{s}").astype(np.float64) for s in bn.weights}
+        gamma = take.get("gamma", np.ones(out))
+        beta = take.get("beta", np.zeros(out))
+        scale = gamma / np.sqrt(take["moving_variance"] + norm.epsilon)
+        bias = converted.pop(f"{conv}.bias", np.zeros(out)).astype(np.float64)
+        shape = (1, out, 1, 1) if isinstance(layer, Conv2DTranspose) else (out, 1, 1, 1)
+        converted[f"{conv}/folded_kernel"] = (weight * scale.reshape(shape)).astype(np.float32)
+        converted[f"{conv}/folded_bias"] = ((bias - take["moving_mean"]) * scale + beta).astype(
+            np.float32
+        )
+        renames.update({key: f"{conv}/folded_kernel", f"{conv}.bias": f"{conv}/folded_bias"})
+    return renames
+
+
 def build_graph(
-    plan: Plan, weights: Weights, layout: str = "nhwc", opset: int = DEFAULT_OPSET
+    plan: Plan,
+    weights: Weights,
+    layout: str = "nhwc",
+    opset: int = DEFAULT_OPSET,
+    fold_batch_norm: bool = False,
 ) -> Any:
     """The ONNX ModelProto for ``plan`` with ``weights`` (canonical), input ``input``, output
-    ``output``, a dynamic batch dimension, in ``layout`` (``nhwc`` or ``nchw``)."""
+    ``output``, a dynamic batch dimension, in ``layout`` (``nhwc`` or ``nchw``).
+
+    ``fold_batch_norm`` folds each inference BatchNormalization that directly follows a
+    convolution into it (:func:`batch_norm_folds`): one node fewer each, what deployment wants
+    (``specnet export`` does it). The file then no longer holds the canonical weights (the
+    metadata ``folded_batch_norm`` names the folded layers), so the ONNX backend's own file, which
+    must give its weights back, is written unfolded."""
     onnx = require("onnx")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     np = require("numpy")
@@ -388,6 +453,9 @@ def build_graph(
     converted = {
         c: _onnx_layout(c, apply_steps(weights[c], steps)) for c, _, steps, _ in conversions(plan)
     }
+    folds = batch_norm_folds(plan) if fold_batch_norm else {}
+    renames = _fold(plan, converted, np) if folds else {}
+    folded = {bn.name for bn in folds.values()}
     h, w, c = plan.input_shape
     nodes: list[Any] = []
     values = {"input": "input"}  # value name → the tensor that holds it
@@ -398,7 +466,10 @@ def build_graph(
         values["input"] = "nchw"
     in_order = flatten_folds(plan)[1]
     for step in plan.layers:
-        made = LAYERS[type(step.layer)](step.layer, step, opset)
+        layer = step.layer
+        if step.name in folds:  # its folded bias is an input even where it had none
+            layer = layer.model_copy(update={"use_bias": True})
+        made = [] if step.name in folded else LAYERS[type(layer)](layer, step, opset)
         if step.name in in_order:  # a vector in Keras's (h, w, c) order
             made = [_TO_NHWC, *made]
         given = [values[name] for name in step.inputs]
@@ -417,6 +488,7 @@ def build_graph(
             else:
                 data = [current, *pending] if op == "Concat" else [current, *pending[:1]]
                 pending = [] if op == "Concat" else pending[1:]
+                extra = [renames.get(name, name) for name in extra]
                 nodes.append(helper.make_node(op, [*data, *extra], [out], name=label, **attrs))
             current = out
         values[step.name] = current
@@ -459,6 +531,9 @@ def build_graph(
     model.producer_version = __version__
     model.ir_version = min(model.ir_version, _ir_version(onnx, opset))
     stamp(model, plan, layout, "direct")
+    if folded:
+        prop = model.metadata_props.add()
+        prop.key, prop.value = "folded_batch_norm", json.dumps(sorted(folded))
     return model
 
 
@@ -623,11 +698,17 @@ class OnnxBackend:
     def load_native(self, path: Path, plan: Plan) -> OnnxModel:
         onnx = require("onnx")
         proto = read_onnx(path)
+        props = {p.key: p.value for p in proto.metadata_props}
+        if "folded_batch_norm" in props:
+            raise UsageError(
+                f"{path}: its BatchNormalization layers are folded into the convolutions (an "
+                "export for deployment), so its canonical weights cannot be read back; use the "
+                "build's weights.safetensors"
+            )
         inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
         weights = {
             c: apply_steps(_onnx_layout(c, inits[c]), back) for c, _, _, back in conversions(plan)
         }
-        props = {p.key: p.value for p in proto.metadata_props}
         model = OnnxModel(plan, props.get("layout", "nhwc"), proto.opset_import[0].version)
         self.set_weights(model, plan, weights)
         return model
