@@ -255,6 +255,12 @@ def verify(model: Any, plan: Plan, weights: Any, layout: str, what: str) -> None
         raise RuntimeFailure(f"{what}: the exported graph is invalid: {exc}") from None
     x = np.random.default_rng(0).random((3, *plan.input_shape), dtype=np.float32)
     reference = _reference(plan, weights, x)
+    if not np.isfinite(reference).all():
+        raise RuntimeFailure(
+            f"{what}: the model itself computes NaN or infinity on images in [0, 1], so no "
+            "export of it can be checked (its weights overflow float32 at inference: an untrained "
+            "deep network's initial moving statistics can do this); nothing was written"
+        )
     got = run_session(session, x, layout)
     if not close(got, reference):
         diff = (

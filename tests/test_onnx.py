@@ -116,8 +116,12 @@ def test_direct_graph(path: Path) -> None:
             one = merged if step.layer.MERGE and step.kind != "Concatenate" else 1
             expected += {"Dropout": 0, "Activation": activation != "linear"}.get(step.kind, one)
             expected += fused
-            # a ReLU with a ceiling is Relu (or LeakyRelu) then Clip
-            expected += step.kind == "ReLU" and step.layer.max_value is not None
+            # a ReLU with a ceiling and a slope is LeakyRelu then Clip (without a slope one Clip)
+            expected += (
+                step.kind == "ReLU"
+                and step.layer.max_value is not None
+                and (step.layer.negative_slope > 0)
+            )
             # a Rescaling with an offset is Mul then Add
             expected += step.kind == "Rescaling" and step.layer.offset != 0
             # a global pool that drops the (1, 1) axes is GlobalAveragePool then Flatten
@@ -487,3 +491,26 @@ layers:
     path.write_bytes(folded.SerializeToString())
     with pytest.raises(UsageError, match="folded into the convolutions"):
         onnx_backend.BACKEND.load_native(path, plan)
+
+
+def test_an_export_of_a_model_that_computes_nan_is_refused_with_the_reason(
+    tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A network whose own forward overflows cannot have its export checked: exit 1 naming
+    the cause (not "ONNX Runtime disagrees"), and no file."""
+    spec = tmp_path / "big.yaml"
+    spec.write_text(
+        "name: big\ninput_shape: [4, 4, 1]\nlayers:\n"
+        "  - {type: Flatten}\n"
+        "  - {type: Dense, units: 4, kernel_initializer: ones, bias_initializer: ones}\n"
+        "  - {type: Activation, activation: exponential}\n"
+        "  - {type: Dense, units: 4, kernel_initializer: ones}\n"
+        "  - {type: Activation, activation: exponential}\n"
+        "  - {type: Dense, units: 2}\n"
+    )
+    build = tmp_path / "build"
+    assert cli("build", spec, "--backend", "torch", "-o", build).code == 0
+    result = cli("export", build, "--onnx", "--via", "direct", "-o", tmp_path / "big.onnx")
+    assert result.code == 1
+    assert "the model itself computes NaN or infinity" in result.err
+    assert not (tmp_path / "big.onnx").exists()

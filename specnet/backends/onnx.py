@@ -222,6 +222,8 @@ def _reshape(layer: Reshape, step: PlanLayer, opset: int) -> list[Node]:
 
 def _relu(layer: ReLU, step: PlanLayer, opset: int) -> list[Node]:
     slope, ceiling = layer.negative_slope, layer.max_value
+    if ceiling is not None and not slope:  # relu6 and its kind: one Clip, as PyTorch exports it
+        return [("Clip", ["scalar/0.0", f"scalar/{float(ceiling)!r}"], {})]
     nodes: list[Node] = [("LeakyRelu", [], {"alpha": slope}) if slope else ("Relu", [], {})]
     if ceiling is not None:  # Clip's bounds are inputs from opset 11: no lower one
         nodes.append(("Clip", ["", f"scalar/{float(ceiling)!r}"], {}))
