@@ -369,8 +369,11 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     from specnet.parity import parity
 
     runtimes = [name.strip() for name in args.backends.split(",")] if args.backends else None
-    report = parity(args.target, runtimes, batch=args.batch, log=_say(args))
-    print(json.dumps(json_safe(report.to_dict()), indent=2) if args.json else report.text())
+    report = parity(args.target, runtimes, batch=args.batch, log=_say(args), layers=args.layers)
+    if args.json:
+        print(json.dumps(json_safe(report.to_dict()), indent=2))
+    else:
+        print(report.text() + (f"\n\n{report.layer_text()}" if report.layers else ""))
     return 0 if report.ok else 1
 
 
@@ -802,6 +805,12 @@ def _parser() -> argparse.ArgumentParser:
         default=8,
         metavar="N",
         help="examples in the batch (default: %(default)s)",
+    )
+    parity.add_argument(
+        "--layers",
+        action="store_true",
+        help="also compare every layer's output (Keras, PyTorch, direct ONNX) and name the "
+        "first layer beyond tolerance; a failing parity does this by itself",
     )
     parity.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parity.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

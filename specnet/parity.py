@@ -14,6 +14,13 @@ logit > 0, i.e. p > 0.5). Runtimes:
 
 A runtime whose framework is missing, or an export path that cannot convert the network, is
 skipped with a note; any pair over tolerance makes the verdict fail (exit 1).
+
+``layers=True`` (``--layers``, and by itself when the verdict fails) also compares every
+layer's output between the runtimes that expose them — Keras (a sub-model of every layer's
+output), PyTorch (the Graph's trace) and the direct ONNX graph (every layer's value marked as a
+graph output, Polygraphy's "mark all") — and names the first layer beyond tolerance: where the
+runtimes part. Values come back in Keras's layout (NHWC images; a vector that PyTorch and ONNX
+keep in (c, h, w) order because the Dense after it reads it so is put back in (h, w, c) order).
 """
 
 from __future__ import annotations
@@ -41,7 +48,16 @@ from specnet.shapes import Plan, infer, logits_plan
 from specnet.spec import load_spec
 from specnet.weights import Weights, init_weights
 
-__all__ = ["ATOL", "RTOL", "RUNTIMES", "ParityReport", "parity"]
+__all__ = [
+    "ATOL",
+    "LAYERED",
+    "RTOL",
+    "RUNTIMES",
+    "LayerRow",
+    "ParityReport",
+    "layer_values",
+    "parity",
+]
 
 RUNTIMES = (
     "keras",
@@ -67,6 +83,24 @@ class Pair:
     ok: bool
 
 
+#: the runtimes that expose every layer's output
+LAYERED = ("keras", "torch", "onnx")
+
+
+@dataclass
+class LayerRow:
+    """One layer's outputs compared across runtimes: (a, b) → (max |a − b|, max rel, ok)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pairs: dict[tuple[str, str], tuple[float, float, bool]]
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, _, ok in self.pairs.values())
+
+
 @dataclass
 class ParityReport:
     target: str
@@ -75,6 +109,12 @@ class ParityReport:
     outputs: dict[str, Any] = field(default_factory=dict)
     pairs: list[Pair] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
+
+    @property
+    def first_divergence(self) -> LayerRow | None:
+        """The first layer (in the spec's order) where two runtimes are beyond tolerance."""
+        return next((row for row in self.layers if not row.ok), None)
 
     @property
     def ok(self) -> bool:
@@ -90,7 +130,59 @@ class ParityReport:
             "pairs": [pair.__dict__ for pair in self.pairs],
             "notes": self.notes,
             "ok": self.ok,
+            **(
+                {
+                    "layers": [
+                        {
+                            "name": row.name,
+                            "kind": row.kind,
+                            "shape": list(row.shape),
+                            "pairs": [
+                                {"a": a, "b": b, "max_abs": d, "max_rel": r, "ok": ok}
+                                for (a, b), (d, r, ok) in row.pairs.items()
+                            ],
+                            "ok": row.ok,
+                        }
+                        for row in self.layers
+                    ],
+                    "first_divergence": first.name if (first := self.first_divergence) else None,
+                }
+                if self.layers
+                else {}
+            ),
         }
+
+    def layer_text(self) -> str:
+        """The per-layer table: max |a − b| of each layer's output for each pair."""
+        if not self.layers:
+            return ""
+        pairs = list(self.layers[0].pairs)
+        heads = [f"{a}–{b}" for a, b in pairs]
+        width = max(len(f"{row.name} ({row.kind})") for row in self.layers)
+        shape_width = max(len(_shape(row.shape)) for row in self.layers)
+        lines = [
+            "every layer's output, max |a - b| (✓ within tolerance):",
+            f"{'layer':<{width}}  {'shape':<{shape_width}}  "
+            + "  ".join(f"{h:>14}" for h in heads),
+        ]
+        for row in self.layers:
+            cells = [
+                f"{d:>13.1e}{'✓' if ok else '✗'}" for d, _, ok in (row.pairs[p] for p in pairs)
+            ]
+            label = f"{row.name} ({row.kind})"
+            lines.append(
+                f"{label:<{width}}  {_shape(row.shape):<{shape_width}}  " + "  ".join(cells)
+            )
+        first = self.first_divergence
+        if first is None:
+            lines.append(f"every layer agrees in {', '.join(_runtimes(pairs))}")
+        else:
+            over = [f"{a} vs {b}" for (a, b), (_, _, ok) in first.pairs.items() if not ok]
+            lines.append(
+                f"the runtimes part at layer {first.name!r} ({first.kind}): {', '.join(over)} "
+                "(every layer before it agrees)"
+            )
+        return "\n".join(lines)
 
     def text(self) -> str:
         names = list(self.outputs)
@@ -134,6 +226,100 @@ class ParityReport:
         return "\n".join(lines)
 
 
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(n) for n in shape)
+
+
+def _runtimes(pairs: list[tuple[str, str]]) -> list[str]:
+    return list(dict.fromkeys(name for pair in pairs for name in pair))
+
+
+def _chw_vectors(plan: Plan) -> dict[str, tuple[int, int, int]]:
+    """The vectors PyTorch and ONNX hold in (c, h, w) order: a Flatten folded into the Dense
+    after it, and the Dropout, Activation and Softmax layers between them → the image shape."""
+    from specnet.shapes import _ORDER_BLIND, flatten_folds
+
+    in_order = flatten_folds(plan)[1]
+    readers = plan.consumers()
+    out: dict[str, tuple[int, int, int]] = {}
+    for step in plan.layers:
+        if step.kind != "Flatten" or len(step.input_shape) != 3 or step.name in in_order:
+            continue
+        image = (step.input_shape[0], step.input_shape[1], step.input_shape[2])
+        frontier = [step.name]
+        while frontier:
+            name = frontier.pop()
+            out[name] = image
+            frontier += [r.name for r in readers[name] if isinstance(r.layer, _ORDER_BLIND)]
+    return out
+
+
+def layer_values(name: str, plan: Plan, weights: Weights, x: Any) -> dict[str, Any]:
+    """Every layer's output in runtime ``name`` (one of :data:`LAYERED`), in Keras's layout."""
+    np = require("numpy")
+    if name == "keras":
+        keras = require("keras")
+        backend = get_backend("keras")
+        model = backend.build(plan)
+        backend.set_weights(model, plan, weights)
+        from specnet.backends.keras import output_names
+
+        names = [step.name for step in plan.layers]
+        last = output_names(plan)  # a spec layer may be several Keras layers
+        probe = keras.Model(model.inputs, [model.get_layer(last[n]).output for n in names])
+        outs = probe.predict_on_batch(x)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        return {n: np.asarray(v) for n, v in zip(names, outs, strict=True)}
+    if name == "torch":
+        torch = require("torch")
+        backend = get_backend("torch")
+        model = backend.build(plan)
+        backend.set_weights(model, plan, weights)
+        with torch.inference_mode():
+            traced = model.trace(torch.from_numpy(x).permute(0, 3, 1, 2))
+        raw = {n: v.cpu().numpy() for n, v in traced.items() if n != "input"}
+    elif name == "onnx":
+        session = ort_session(build_graph(plan, weights, "nhwc", mark_layers=True))
+        names = [step.name for step in plan.layers]
+        outs = session.run([f"layer:{n}" for n in names], {"input": x})
+        raw = dict(zip(names, outs, strict=True))
+    else:
+        raise UsageError(f"per-layer values come from {', '.join(LAYERED)}, not {name!r}")
+    chw = _chw_vectors(plan)
+    values = {}
+    for step in plan.layers:
+        value = np.asarray(raw[step.name])
+        if value.ndim == 4:
+            value = value.transpose(0, 2, 3, 1)
+        elif step.name in chw:
+            h, w, c = chw[step.name]
+            value = value.reshape(len(value), c, h, w).transpose(0, 2, 3, 1).reshape(len(value), -1)
+        values[step.name] = value
+    return values
+
+
+def compare_layers(plan: Plan, weights: Weights, x: Any, runtimes: list[str]) -> list[LayerRow]:
+    """Every layer's output in each of ``runtimes`` (those of :data:`LAYERED`), compared in
+    pairs with the parity tolerance."""
+    np = require("numpy")
+    values = {name: layer_values(name, plan, weights, x) for name in runtimes}
+    rows = []
+    for step in plan.layers:
+        pairs = {}
+        for a, b in itertools.combinations(runtimes, 2):
+            u = np.asarray(values[a][step.name], np.float64)
+            v = np.asarray(values[b][step.name], np.float64)
+            if u.shape != v.shape:
+                pairs[(a, b)] = (float("inf"), float("inf"), False)
+                continue
+            diff = np.abs(u - v)
+            worst = float(diff.max()) if diff.size else 0.0
+            rel = float((diff / np.maximum(np.abs(v), ATOL)).max()) if diff.size else 0.0
+            pairs[(a, b)] = (worst, rel, bool(np.allclose(u, v, atol=ATOL, rtol=RTOL)))
+        rows.append(LayerRow(step.name, step.kind, step.output_shape, pairs))
+    return rows
+
+
 def _compare(a: str, b: str, x: Any, y: Any) -> Pair:
     np = require("numpy")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -169,9 +355,11 @@ def parity(
     batch: int = 8,
     seed: int | None = None,
     log: Callable[[str], None] | None = None,
+    layers: bool = False,
 ) -> ParityReport:
     """Compare every runtime on one batch; see the module doc. ``log`` receives one line per
-    runtime as it runs (the CLI prints them on stderr)."""
+    runtime as it runs (the CLI prints them on stderr). ``layers`` compares every layer's output
+    too; a failing verdict does that by itself, to say where the runtimes part."""
     from specnet.evaluate import open_run
 
     np = require("numpy")
@@ -211,4 +399,13 @@ def parity(
         say(f"parity [{i}/{len(chosen)}] {name}: ran in {time.perf_counter() - began:.1f} s")
     for a, b in itertools.combinations(report.outputs, 2):
         report.pairs.append(_compare(a, b, report.outputs[a], report.outputs[b]))
+    if layers or (report.pairs and not report.ok):
+        layered = [name for name in LAYERED if name in report.outputs]
+        if len(layered) >= 2:
+            say(f"parity: comparing every layer in {', '.join(layered)}")
+            report.layers = compare_layers(logits, weights, x, layered)
+        else:
+            report.notes.append(
+                "per-layer comparison needs two of keras, torch and onnx among the runtimes"
+            )
     return report

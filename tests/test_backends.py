@@ -13,7 +13,7 @@ from specnet.backends import BACKENDS, get_backend
 from specnet.backends import keras as keras_backend
 from specnet.backends import torch as torch_backend
 from specnet.shapes import RULES, ends_in_softmax, flatten_folds, logits_plan
-from specnet.spec import LAYER_KINDS
+from specnet.spec import LAYER_KINDS, spec_from_dict
 from specnet.weights import init_weights, load_weights, save_weights
 from tests.conftest import SPECS
 from tests.helpers import assert_agree, batch, busy_weights
@@ -163,3 +163,27 @@ def test_a_flattened_output_is_in_keras_order_on_every_runtime(tail: list[dict[s
     back = ["Transpose"] if flatten_folds(plan)[1] else []
     assert ops[: 3 + len(back)] == ["Transpose", "Conv", *back, "Flatten"]
     assert ops.count("Flatten") == 1
+
+
+def test_pytorchs_one_channel_channels_last_convolution_is_still_wrong() -> None:
+    """The PyTorch 2.13 CPU bug the backend works around (_torch_modules.OneChannelConv2d): a
+    one-channel input and kernel in channels-last strides, an output one column wide at strides
+    (1, 3), give wrong values. When this test fails, PyTorch computes it right and the
+    workaround can go. specnet's PyTorch model of the same layer computes it right."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 11, 3)
+    conv = torch.nn.Conv2d(1, 2, (4, 2), stride=(1, 3), bias=False).requires_grad_(False)
+    want = torch.nn.functional.conv2d(x.double(), conv.weight.double(), stride=(1, 3))
+    conv = conv.to(memory_format=torch.channels_last)
+    got = conv(x.contiguous(memory_format=torch.channels_last))
+    assert not torch.allclose(got.double(), want, atol=1e-3)  # unset memory: any value, NaN
+    layer = {"type": "Conv2D", "filters": 2, "kernel_size": [4, 2], "strides": [1, 3],
+             "use_bias": False, "name": "conv"}  # fmt: skip
+    plan = infer(spec_from_dict({"name": "c", "input_shape": [11, 3, 1], "layers": [layer]}))
+    weights = {"conv.kernel": conv.weight.numpy().transpose(2, 3, 1, 0).copy()}
+    model = TORCH.build(plan)
+    TORCH.set_weights(model, plan, weights)
+    nhwc = x.permute(0, 2, 3, 1).numpy()
+    assert_agree(TORCH.predict(model, nhwc), want.permute(0, 2, 3, 1).numpy(), "specnet torch")

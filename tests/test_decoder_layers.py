@@ -65,6 +65,22 @@ CASES: dict[str, tuple[list[int], list[dict[str, Any]]]] = {
         [6, 5, 3],
         [{"type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 2}],
     ),
+    # unequal strides, which TensorFlow's CPU depthwise kernels get wrong (keras.unequal_strides)
+    "depthwise-unequal-strides": (
+        [3, 5, 1],
+        [{"type": "DepthwiseConv2D", "kernel_size": [1, 4], "strides": [1, 2],
+          "depth_multiplier": 2, "use_bias": False}],
+    ),
+    "depthwise-unequal-strides-same": (
+        [8, 3, 1],
+        [{"type": "DepthwiseConv2D", "kernel_size": [4, 2], "strides": [3, 1],
+          "padding": "same", "depth_multiplier": 2, "activation": "relu"}],
+    ),
+    "separable-unequal-strides-same": (
+        [8, 3, 1],
+        [{"type": "SeparableConv2D", "filters": 3, "kernel_size": [4, 2], "strides": [1, 3],
+          "padding": "same", "depth_multiplier": 2}],
+    ),
     "upsampling-nearest": ([3, 4, 2], [{"type": "UpSampling2D", "size": [2, 3]}]),
     "upsampling-bilinear": (
         [3, 4, 2], [{"type": "UpSampling2D", "size": [3, 2], "interpolation": "bilinear"}]
@@ -120,6 +136,19 @@ def test_the_transposed_convolution_cuts_as_tensorflow_does() -> None:
     assert crops(kernel_size=(5, 4), strides=(1, 2), padding="same") == ((2, 2), (1, 1))
     assert crops(kernel_size=(1, 1), strides=(2, 2), padding="valid") == ((0, -1), (0, -1))
     assert crops(kernel_size=(3, 3), strides=(1, 1), padding="valid") == ((0, 0), (0, 0))
+
+
+def test_tensorflows_depthwise_convolution_with_unequal_strides_is_still_wrong() -> None:
+    """The TensorFlow 2.21 bug the Keras backend works around (keras.unequal_strides): with
+    oneDNN, tf.nn.depthwise_conv2d at strides (1, 2) returns wrong rows for this shape. When
+    this test fails, TensorFlow computes it right: the workaround can go."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((3, 3, 5, 1), dtype=np.float32)
+    kernel = np.random.default_rng(1).normal(size=(1, 4, 1, 2)).astype(np.float32)
+    want = ref.depthwise_conv2d(x, kernel, None, (1, 2), "valid")
+    got = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 2, 1], "VALID").numpy()
+    assert not np.allclose(got, want, atol=1e-3)  # rows of zeros, or of unset memory (NaN)
 
 
 def test_pytorch_layer_norm_over_nchw_is_not_keras_layer_norm() -> None:

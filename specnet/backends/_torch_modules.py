@@ -121,6 +121,22 @@ class Crop(torch.nn.Module):
         return crop(x, *self.cut).contiguous(memory_format=torch.channels_last)
 
 
+class OneChannelConv2d(torch.nn.Conv2d):
+    """``nn.Conv2d`` with one input channel, run on plain contiguous tensors.
+
+    PyTorch 2.13's CPU convolution computes wrong values for some shapes when the input or the
+    kernel has one channel in channels-last strides (a size-1 axis makes the two formats
+    ambiguous): an output one column wide at strides (1, 2) or (1, 3), for instance, is garbage
+    (found by tests/test_random_parity.py; reproduced with nn.Conv2d alone in
+    tests/test_backends.py). With both in contiguous strides it computes right, so the kernel is
+    kept contiguous (the backend's build) and the input — one channel, small — is copied to
+    contiguous strides; the output goes back to channels-last for the layers after it."""
+
+    def forward(self, x: Any) -> Any:
+        x = x.clone(memory_format=torch.contiguous_format)
+        return super().forward(x).contiguous(memory_format=torch.channels_last)
+
+
 class ReshapeHWC(torch.nn.Module):
     """Keras's ``Reshape`` (see ``specnet._standalone.reshape_channels_last``)."""
 

@@ -30,7 +30,7 @@ from specnet.backends import (
     value_names,
 )
 from specnet.errors import RuntimeFailure
-from specnet.shapes import Plan, PlanLayer, ends_in_softmax
+from specnet.shapes import Plan, PlanLayer, ends_in_softmax, same_padding
 from specnet.spec import (
     Activation,
     Add,
@@ -115,9 +115,45 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
 }
 
 
-def _call(step: PlanLayer) -> Call:
+def unequal_strides(layer: LayerBase) -> bool:
+    """A depthwise (or separable) convolution with different row and column strides, which
+    TensorFlow 2.21's CPU kernels cannot be trusted with: without oneDNN it refuses them
+    ("Current implementation only supports equal length strides"), with oneDNN it runs them and
+    for some shapes returns wrong values (one input channel, depth_multiplier 2, stride (1, 2),
+    a 1×4 kernel on a 3×5 image: whole rows of zeros or unset memory; found by
+    tests/test_random_parity.py, reproduced in tests/test_decoder_layers.py with
+    tf.nn.depthwise_conv2d alone)."""
+    return isinstance(layer, DepthwiseConv2D | SeparableConv2D) and (
+        layer.strides[0] != layer.strides[1]
+    )
+
+
+def _calls(step: PlanLayer) -> list[Call]:
+    """The Keras layers of one spec layer: one, except for :func:`unequal_strides`, computed
+    exactly without them: Keras's ``same`` padding made explicit (``<name>_pad``), the
+    convolution at stride 1 (``<name>``, which holds the weights), then every ``strides``-th
+    row and column kept by a 1×1 AveragePooling2D (``<name>_stride``: a window of one value
+    averages to that value)."""
     cls, kwargs = LAYERS[type(step.layer)](step.layer)
-    return cls, {**kwargs, "name": step.name}
+    kwargs = {**kwargs, "name": step.name}
+    layer = step.layer
+    if not unequal_strides(layer):
+        return [(cls, kwargs)]
+    assert isinstance(layer, DepthwiseConv2D | SeparableConv2D)
+    calls: list[Call] = []
+    if layer.padding == "same":  # (a stride > 1 has no dilation: the kernel is its window)
+        h, w = step.input_shape[0], step.input_shape[1]
+        rows = same_padding(h, layer.kernel_size[0], layer.strides[0])
+        cols = same_padding(w, layer.kernel_size[1], layer.strides[1])
+        calls.append(("ZeroPadding2D", {"padding": (rows, cols), "name": f"{step.name}_pad"}))
+    calls.append((cls, {**kwargs, "strides": (1, 1), "padding": "valid"}))
+    every = {"pool_size": (1, 1), "strides": layer.strides, "name": f"{step.name}_stride"}
+    return [*calls, ("AveragePooling2D", every)]
+
+
+def output_names(plan: Plan) -> dict[str, str]:
+    """Spec layer name → the Keras layer whose output is that layer's value (its last)."""
+    return {step.name: _calls(step)[-1][1]["name"] for step in plan.layers}
 
 
 # Keras's own defaults: the generated source leaves these out, as a person would.
@@ -257,10 +293,11 @@ class KerasBackend:
         _avoid_unfusable(plan)
         values = {"input": keras.Input(shape=plan.input_shape, name="input")}
         for step in plan.layers:
-            cls, kwargs = _call(step)
             args = [values[name] for name in step.inputs]
-            layer = getattr(keras.layers, cls)(**kwargs)
-            values[step.name] = layer(args if step.layer.MERGE else args[0])
+            value = args if step.layer.MERGE else args[0]
+            for cls, kwargs in _calls(step):
+                value = getattr(keras.layers, cls)(**kwargs)(value)
+            values[step.name] = value
         return keras.Model(values["input"], values[plan.output.name], name=plan.name)
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:
@@ -325,24 +362,32 @@ class KerasBackend:
         return KerasTrainer(self, plan, train, weights, options)
 
     def emit_source(self, plan: Plan) -> str:
-        calls = []
+        calls: list[list[tuple[str, str]]] = []  # per spec layer: (call, shape comment)
         for step in plan.layers:
-            cls, kwargs = _call(step)
-            defaults = _DEFAULTS.get(cls, {})
-            if cls == "MaxPooling2D":  # Keras's default: strides = pool_size
-                defaults = {**defaults, "strides": kwargs["pool_size"]}
+            made = _calls(step)
             shape = ", ".join(str(n) for n in step.output_shape)
-            calls.append((f"layers.{call_source(cls, (), kwargs, defaults)}", f"(None, {shape})"))
+            row = []
+            for i, (cls, kwargs) in enumerate(made, 1):
+                defaults = _DEFAULTS.get(cls, {})
+                if cls == "MaxPooling2D":  # Keras's default: strides = pool_size
+                    defaults = {**defaults, "strides": kwargs["pool_size"]}
+                comment = f"-> (None, {shape})" if i == len(made) else _SPLIT
+                row.append((f"layers.{call_source(cls, (), kwargs, defaults)}", comment))
+            calls.append(row)
         if plan.is_chain:
-            body = "\n".join(f"            {call},  # -> {shape}" for call, shape in calls)
+            body = "\n".join(
+                f"            {call},  # {comment}" for row in calls for call, comment in row
+            )
             network = _SEQUENTIAL.format(input_shape=tuple(plan.input_shape), layers=body)
         else:
             names = value_names(plan, "inputs")
             lines = []
-            for step, (call, shape) in zip(plan.layers, calls, strict=True):
+            for step, row in zip(plan.layers, calls, strict=True):
                 args = [names[name] for name in step.inputs]
                 given = f"[{', '.join(args)}]" if step.layer.MERGE else args[0]
-                lines.append(f"    {names[step.name]} = {call}({given})  # -> {shape}")
+                for call, comment in row:
+                    lines.append(f"    {names[step.name]} = {call}({given})  # {comment}")
+                    given = names[step.name]
             network = _FUNCTIONAL.format(
                 input_shape=tuple(plan.input_shape),
                 layers="\n".join(lines),
@@ -368,6 +413,9 @@ class KerasBackend:
             reader=reader,
         )
 
+
+#: the comment on a layer that is one step of a spec layer (see ``_calls``)
+_SPLIT = "TensorFlow's CPU depthwise kernels: stride 1, then keep every strides-th row/column"
 
 _KERAS_SOURCE = '''\
 """{name}: a Keras 3 model generated by specnet {version}. Plain Keras: read it, copy it, own it.

@@ -435,6 +435,7 @@ def build_graph(
     layout: str = "nhwc",
     opset: int = DEFAULT_OPSET,
     fold_batch_norm: bool = False,
+    mark_layers: bool = False,
 ) -> Any:
     """The ONNX ModelProto for ``plan`` with ``weights`` (canonical), input ``input``, output
     ``output``, a dynamic batch dimension, in ``layout`` (``nhwc`` or ``nchw``).
@@ -443,7 +444,11 @@ def build_graph(
     convolution into it (:func:`batch_norm_folds`): one node fewer each, what deployment wants
     (``specnet export`` does it). The file then no longer holds the canonical weights (the
     metadata ``folded_batch_norm`` names the folded layers), so the ONNX backend's own file, which
-    must give its weights back, is written unfolded."""
+    must give its weights back, is written unfolded.
+
+    ``mark_layers`` adds every layer's value as a graph output ``layer:<name>`` (Polygraphy's
+    "mark all"), as the graph computes it: images NCHW, a Flatten's vector in (c, h, w) order
+    where it is folded into the Dense after it (:func:`specnet.shapes.flatten_folds`)."""
     onnx = require("onnx")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     np = require("numpy")
@@ -494,6 +499,9 @@ def build_graph(
                 nodes.append(helper.make_node(op, [*data, *extra], [out], name=label, **attrs))
             current = out
         values[step.name] = current
+    marked = [f"layer:{step.name}" for step in plan.layers] if mark_layers else []
+    for step, name in zip(plan.layers, marked, strict=False):
+        nodes.append(helper.make_node("Identity", [values[step.name]], [name], name=name))
     current = values[plan.output.name]
     final = plan.output_shape
     if len(final) == 3 and layout == "nhwc":
@@ -524,7 +532,10 @@ def build_graph(
         nodes,
         plan.name,
         [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, shape_in)],
-        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, out_shape)],
+        [
+            helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, out_shape),
+            *(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in marked),
+        ],
         initializers,
     )
     model = helper.make_model(

@@ -359,8 +359,8 @@ def _maximum(xs: list[str]) -> str:
 Step = tuple[str, tuple[int, ...]]  # ("reshape", shape) or ("transpose", axes)
 
 
-#: BatchNormalization's variables → its PyTorch parameters and buffers
-_BATCH_NORM = {
+#: BatchNormalization's and LayerNormalization's variables → their PyTorch parameters and buffers
+_NORMALIZATION = {
     "gamma": "weight",
     "beta": "bias",
     "moving_mean": "running_mean",
@@ -378,7 +378,7 @@ def conversions(plan: Plan) -> list[tuple[str, str, list[Step], list[Step]]]:
         for suffix in step.weights:
             key = f"{name}.{suffix}"
             if isinstance(layer, BatchNormalization | LayerNormalization):
-                table.append((key, f"{name}.{_BATCH_NORM[suffix]}", [], []))
+                table.append((key, f"{name}.{_NORMALIZATION[suffix]}", [], []))
             elif suffix == "bias":
                 table.append((key, f"{name}.bias", [], []))
             elif isinstance(layer, Conv2D | Conv2DTranspose) or suffix == "pointwise_kernel":
@@ -486,15 +486,22 @@ class TorchBackend:
 
     def build(self, plan: Plan) -> Any:
         torch = _torch()
-        from specnet.backends._torch_modules import REPLACEMENTS, Graph
+        from specnet.backends._torch_modules import REPLACEMENTS, Graph, OneChannelConv2d
+
+        def make(cls: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if cls == "Conv2d" and args[0] == 1:  # one input channel (a grey image's)
+                return OneChannelConv2d(*args, **kwargs)
+            return (REPLACEMENTS.get(cls) or getattr(torch.nn, cls))(*args, **kwargs)
 
         children = OrderedDict(
-            (name, (REPLACEMENTS.get(cls) or getattr(torch.nn, cls))(*args, **kwargs))
-            for name, cls, args, kwargs in _modules(plan)
+            (name, make(cls, args, kwargs)) for name, cls, args, kwargs in _modules(plan)
         )
         # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
         # batch viewed as NCHW (predict's permute) is already channels-last: no copy on input
         model = Graph(children, _steps(plan)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        for module in model.modules():  # see _torch_modules.OneChannelConv2d
+            if isinstance(module, OneChannelConv2d):
+                module.weight.data = module.weight.data.clone(memory_format=torch.contiguous_format)
         return model.eval()
 
     def set_weights(self, model: Any, plan: Plan, weights: Weights) -> None:

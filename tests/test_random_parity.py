@@ -1,0 +1,166 @@
+"""Random valid networks (tests/random_networks.py) on every runtime: Keras, PyTorch and the
+direct ONNX graph in ONNX Runtime in both layouts must compute the same logits; a share also
+goes through both framework export paths, and a share trains on both backends.
+
+Sizes per CI run: ``SPECNET_PARITY_SPECS`` networks (default 200), ``SPECNET_PARITY_EXPORTED``
+of them through the exporters (default 8), ``SPECNET_PARITY_TRAINED`` trained two steps on
+each backend (default 20). ``scripts/fuzz-parity.sh N`` runs a long campaign and writes a
+report (``SPECNET_PARITY_REPORT``): specs tried, kinds and fields covered, failures.
+
+Hypothesis shrinks a failure to a minimal network; each one found is kept under
+``tests/regressions/`` (run by :func:`test_regression`) once fixed. The tolerance is the
+parity one (atol 1e-5, rtol 1e-4) on logits scaled to their largest value: a random network's
+logits can be in the thousands, where float32 carries about 1e-4 absolute.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from specnet import infer
+from specnet.backends import get_backend
+from specnet.backends.onnx import build_graph, ort_session, run_session
+from specnet.shapes import logits_plan
+from specnet.spec import spec_from_dict
+from tests.conftest import ROOT
+from tests.helpers import ATOL, RTOL, busy_weights
+from tests.random_networks import networks
+
+SPECS = int(os.environ.get("SPECNET_PARITY_SPECS", "200"))
+EXPORTED = int(os.environ.get("SPECNET_PARITY_EXPORTED", "8"))
+TRAINED = int(os.environ.get("SPECNET_PARITY_TRAINED", "20"))
+REPORT = os.environ.get("SPECNET_PARITY_REPORT")
+REGRESSIONS = sorted((ROOT / "tests" / "regressions").glob("*.json"))
+
+COVERED: dict[str, collections.Counter[str]] = {
+    "kinds": collections.Counter(),
+    "fields": collections.Counter(),
+    "runs": collections.Counter(),
+}
+
+
+def _record(spec: dict[str, Any], what: str) -> None:
+    COVERED["runs"][what] += 1
+    for layer in spec["layers"]:
+        kind = layer.get("type") or f"block {layer['block']}"
+        COVERED["kinds"][kind] += 1
+        for field, value in layer.items():
+            if field not in ("type", "name", "block"):
+                COVERED["fields"][f"{kind}.{field}={value}"[:60]] += 1
+
+
+def _write_report() -> None:
+    if REPORT:
+        data = {key: dict(counter.most_common()) for key, counter in COVERED.items()}
+        Path(REPORT).write_text(json.dumps(data, indent=1) + "\n")
+
+
+atexit.register(_write_report)
+
+
+def _agree(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    scale = max(1.0, float(np.abs(want).max()))
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    np.testing.assert_allclose(got, want, atol=ATOL * scale, rtol=RTOL, err_msg=what)
+
+
+def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The network's logits in Keras (the reference), or a discarded draw when they overflow."""
+    plan = logits_plan(infer(spec_from_dict(spec)))
+    weights = busy_weights(plan, seed=seed)
+    x = np.random.default_rng(seed).random((n, *plan.input_shape), dtype=np.float32)
+    keras = get_backend("keras")
+    model = keras.build(plan)
+    keras.set_weights(model, plan, weights)
+    want = np.asarray(keras.predict(model, x))
+    assume(np.isfinite(want).all() and np.abs(want).max() < 1e6)  # exponential, deep products
+    return plan, weights, x, want
+
+
+def check_runtimes(spec: dict[str, Any], n: int = 3, seed: int = 0) -> None:
+    plan, weights, x, want = _inference(spec, n, seed)
+    torch = get_backend("torch")
+    model = torch.build(plan)
+    torch.set_weights(model, plan, weights)
+    _agree(torch.predict(model, x), want, "torch")
+    for layout in ("nhwc", "nchw"):
+        session = ort_session(build_graph(plan, weights, layout))
+        _agree(run_session(session, x, layout), want, f"onnx/{layout}")
+
+
+FAST = settings(
+    max_examples=SPECS,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@FAST
+@given(networks(), st.sampled_from([1, 3]))
+def test_random_networks_agree_on_every_runtime(spec: dict[str, Any], n: int) -> None:
+    _record(spec, "runtimes")
+    check_runtimes(spec, n)
+
+
+@settings(FAST, max_examples=EXPORTED)
+@given(networks(max_layers=5))
+def test_random_networks_agree_through_every_export(spec: dict[str, Any]) -> None:
+    from specnet.export import native_onnx
+
+    _record(spec, "exports")
+    plan, weights, x, want = _inference(spec, 2, 1)
+    for via in ("keras", "torch", "direct"):
+        for layout in ("nhwc", "nchw"):
+            try:
+                model = native_onnx(plan, weights, via, layout, 18)
+            except Exception as exc:  # a converter's own refusal is a finding too: say which
+                raise AssertionError(f"export via {via}/{layout}: {exc}") from None
+            _agree(run_session(ort_session(model), x, layout), want, f"{via}/{layout}")
+
+
+@settings(FAST, max_examples=TRAINED)
+@given(networks(max_layers=5, head=True))
+def test_random_networks_train_alike(spec: dict[str, Any]) -> None:
+    """Two SGD steps with momentum on each backend, dropout off: the same losses and weights."""
+    from specnet.data import synthetic
+    from specnet.spec import Dropout
+    from specnet.train import training_plan
+    from specnet.weights import init_weights
+
+    _record(spec, "trained")
+    spec = {**spec, "train": {"optimizer": {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}}}
+    plan = infer(spec_from_dict(spec))
+    layers = [
+        layer.model_copy(update={"rate": 0.0}) if isinstance(layer, Dropout) else layer
+        for layer in plan.spec.layers
+    ]
+    plan = infer(plan.spec.model_copy(update={"layers": layers}))
+    x, y, _ = synthetic(8, plan.input_shape, plan.output_shape[0], "shape", seed=2)
+    results = {}
+    for backend in ("keras", "torch"):
+        trainer = get_backend(backend).trainer(
+            training_plan(plan), plan.spec.train, init_weights(plan, seed=3)
+        )
+        losses = [trainer.step(x[:4], y[:4])[0], trainer.step(x[4:], y[4:])[0]]
+        results[backend] = (np.asarray(losses), trainer.weights())
+    assume(np.isfinite(results["keras"][0]).all())
+    _agree(results["torch"][0], results["keras"][0], "losses")
+    for key, value in results["keras"][1].items():
+        _agree(results["torch"][1][key], value, key)
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.stem)
+def test_regression(path: Path) -> None:
+    """Networks the random campaign found a disagreement on, kept after the fix."""
+    check_runtimes(json.loads(path.read_text()))
