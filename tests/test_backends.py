@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from specnet import infer, load_spec
+from specnet import infer, load_spec, loads_spec
 from specnet.backends import BACKENDS, get_backend
 from specnet.backends import keras as keras_backend
 from specnet.backends import torch as torch_backend
@@ -187,3 +187,32 @@ def test_pytorchs_one_channel_channels_last_convolution_is_still_wrong() -> None
     TORCH.set_weights(model, plan, weights)
     nhwc = x.permute(0, 2, 3, 1).numpy()
     assert_agree(TORCH.predict(model, nhwc), want.permute(0, 2, 3, 1).numpy(), "specnet torch")
+
+
+def test_tensorflows_remapper_still_rewrites_a_maximum_into_a_wrong_leaky_relu() -> None:
+    """The TensorFlow 2.21 bug the Keras backend works around (keras._needs_no_remapping):
+    grappler's remapper turns maximum(x · 2, x) into LeakyRelu(alpha=2), which is min(2x, x).
+    When this test fails, TensorFlow computes it right and the workaround can go. (Run in a
+    child process: the remapper switch is process-wide.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, tensorflow as tf\n"
+        "x = np.linspace(-2, 2, 9).astype(np.float32)\n"
+        "f = tf.function(lambda v: tf.maximum(v * 2.0, v))\n"
+        "print(float(np.abs(f(x).numpy() - np.maximum(2 * x, x)).max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.split()[-1]) == 2.0  # the negative half doubled: min(2x, x)
+    text = (
+        "name: m\ninput_shape: [3, 3, 1]\nlayers:\n"
+        "  - {name: x, type: Conv2D, filters: 2, kernel_size: 1}\n"
+        "  - {name: doubled, type: Rescaling, scale: 2.0}\n"
+        "  - {name: max, type: Maximum, inputs: [doubled, x]}\n"
+    )
+    plan = infer(loads_spec(text))
+    assert keras_backend._needs_no_remapping(plan)
+    assert not keras_backend._needs_no_remapping(
+        infer(loads_spec(text.replace("2.0}", "2.0, offset: 1.0}")))
+    )

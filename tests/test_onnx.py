@@ -227,6 +227,8 @@ def test_parity_catches_a_converter_bug(cli, monkeypatch) -> None:  # type: igno
     assert result.code == 1
     assert "OVER TOLERANCE: keras vs torch" in result.out
     assert "PARITY FAILED" in result.out
+    # and, by itself, where: the first layer (the leaky_relu is fused into it)
+    assert "the runtimes part at layer 'conv2d' (Conv2D): keras vs torch" in result.out
 
 
 def test_direct_backend_round_trips_its_file(tmp_path: Path) -> None:
@@ -514,3 +516,45 @@ def test_an_export_of_a_model_that_computes_nan_is_refused_with_the_reason(
     assert result.code == 1
     assert "the model itself computes NaN or infinity" in result.err
     assert not (tmp_path / "big.onnx").exists()
+
+
+def test_parity_layers_finds_a_bug_the_outputs_hide(cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A deliberately broken conversion in the middle of a network — PyTorch's tanh
+    approximation of GELU instead of Keras's exact one, on the fifth layer — moves that layer
+    by ~1e-4 but the logits, after a tanh, a pooling and two Denses, by less than the
+    tolerance: the outputs agree. ``--layers`` names the layer and fails the verdict; every
+    layer before it agrees."""
+    from specnet.backends import torch as torch_backend
+    from specnet.parity import parity
+
+    plan = infer(load_spec(ACTIVATIONS))
+    broken = plan.layers[4]
+    assert (broken.kind, broken.layer.activation) == ("Conv2D", "gelu")
+    monkeypatch.setitem(torch_backend.ACTIVATIONS, "gelu", ("GELU", {"approximate": "tanh"}))
+    assert cli("parity", ACTIVATIONS, "--backends", "keras,torch,onnx").code == 0  # hidden
+    result = cli("parity", ACTIVATIONS, "--backends", "keras,torch,onnx", "--layers")
+    assert result.code == 1
+    said = f"the runtimes part at layer {broken.name!r} (Conv2D): keras vs torch, torch vs onnx"
+    assert said in result.out
+    assert f"0 over tolerance, layer {broken.name!r} over tolerance" in result.out
+    report = parity(ACTIVATIONS, ["keras", "torch", "onnx"], layers=True)
+    first = report.first_divergence
+    assert first is not None
+    assert first.name == broken.name
+    assert all(row.ok for row in report.layers[:4])
+    assert first.pairs[("keras", "onnx")][2]  # Keras and ONNX still agree there
+
+
+@pytest.mark.parametrize("spec", ["seed_cnn.yaml", "residual_cnn.yaml", "encoder_decoder.yaml"])
+def test_parity_layers_agree_layer_by_layer_where_the_outputs_agree(cli, spec: str) -> None:  # type: ignore[no-untyped-def]
+    """--layers on networks that agree: every layer's output agrees too, the vectors a Flatten
+    folds into the Dense after it (kept in (c, h, w) order by PyTorch and ONNX) included."""
+    result = cli(
+        "parity", ROOT / "specs" / spec, "--backends", "keras,torch,onnx", "--layers", "--json"
+    )
+    assert result.code == 0, result.out
+    report = json.loads(result.out)
+    plan = infer(load_spec(ROOT / "specs" / spec))
+    assert [row["name"] for row in report["layers"]] == [step.name for step in plan.layers]
+    assert all(row["ok"] for row in report["layers"])
+    assert report["first_divergence"] is None

@@ -76,9 +76,14 @@ def _agree(got: np.ndarray, want: np.ndarray, what: str) -> None:
 
 def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
     """The network's logits in Keras (the reference), or a discarded draw when they overflow."""
+    import tensorflow as tf
+
     plan = logits_plan(infer(spec_from_dict(spec)))
     weights = busy_weights(plan, seed=seed)
     x = np.random.default_rng(seed).random((n, *plan.input_shape), dtype=np.float32)
+    # each network meets TensorFlow as a fresh process would: the graph remapper on, unless
+    # the backend turns it off for this network (keras._needs_no_remapping)
+    tf.config.optimizer.set_experimental_options({"remapping": True})
     keras = get_backend("keras")
     model = keras.build(plan)
     keras.set_weights(model, plan, weights)
@@ -120,7 +125,9 @@ def test_random_networks_agree_through_every_export(spec: dict[str, Any]) -> Non
 
     _record(spec, "exports")
     plan, weights, x, want = _inference(spec, 2, 1)
-    for via in ("keras", "torch", "direct"):
+    # the one documented refusal: tf2onnx 1.17 cannot convert Erfc, which Keras's exact gelu uses
+    gelu = any(getattr(step.layer, "activation", None) == "gelu" for step in plan.layers)
+    for via in ("torch", "direct") if gelu else ("keras", "torch", "direct"):
         for layout in ("nhwc", "nchw"):
             try:
                 model = native_onnx(plan, weights, via, layout, 18)
@@ -136,7 +143,6 @@ def test_random_networks_train_alike(spec: dict[str, Any]) -> None:
     from specnet.data import synthetic
     from specnet.spec import Dropout
     from specnet.train import training_plan
-    from specnet.weights import init_weights
 
     _record(spec, "trained")
     spec = {**spec, "train": {"optimizer": {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}}}
@@ -149,8 +155,13 @@ def test_random_networks_train_alike(spec: dict[str, Any]) -> None:
     x, y, _ = synthetic(8, plan.input_shape, plan.output_shape[0], "shape", seed=2)
     results = {}
     for backend in ("keras", "torch"):
+        # biases and BatchNorm's beta drawn too: with Keras's zeros, a BatchNorm of a constant
+        # (a LayerNorm of one channel before it) outputs its beta, 0, then after one step
+        # ±1e-10 — the rounding of a gradient summed to nothing, positive in one framework and
+        # negative in the other — and a leaky_relu after it takes slope 1 in one and 0.2 in
+        # the other: a tie broken by rounding, not a difference in the function
         trainer = get_backend(backend).trainer(
-            training_plan(plan), plan.spec.train, init_weights(plan, seed=3)
+            training_plan(plan), plan.spec.train, busy_weights(plan, seed=3)
         )
         losses = [trainer.step(x[:4], y[:4])[0], trainer.step(x[4:], y[4:])[0]]
         results[backend] = (np.asarray(losses), trainer.weights())

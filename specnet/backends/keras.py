@@ -252,27 +252,68 @@ _LABELS = {
 }
 
 
-# TensorFlow's grappler remapper (oneDNN, CPU) fuses a convolution, its bias and a hard_silu into
-# one op, then fuses a following Mish or LeakyRelu into it too, and has no kernel for the result:
-# "UNIMPLEMENTED: Fusion is not implemented: [BiasAdd,_FusedHardSwish,Mish]" at the first predict
-# or fit (TensorFlow 2.21, plain Keras: Conv2D(activation="hard_silu") then Activation("mish")).
-# The option is read whenever a function runs, so it cannot be scoped to one model: a network with
-# a convolution whose fused activation is hard_silu turns the remapper off for the process (the
-# same numbers; its convolutions lose the fusion). tests/test_activations.py keeps the bug's
-# reproduction, to see when TensorFlow fixes it.
+# TensorFlow's grappler remapper (the graph rewrite that fuses ops, CPU) is wrong twice in
+# TensorFlow 2.21, and specnet turns it off for a network that would meet either case:
+#
+# * it fuses a convolution, its bias and a hard_silu into one op, then a following Mish or
+#   LeakyRelu into it too, and has no kernel for the result: "UNIMPLEMENTED: Fusion is not
+#   implemented: [BiasAdd,_FusedHardSwish,Mish]" at the first predict or fit (plain Keras:
+#   Conv2D(activation="hard_silu") then Activation("mish"));
+# * it rewrites maximum(x · a, x) as LeakyRelu(alpha=a), which is that function only for
+#   a < 1: for a = 2 it computes min(2x, x) (plain TensorFlow: tf.function(lambda x:
+#   tf.maximum(x * 2.0, x))). In a spec that is a Maximum of a value and a Rescaling of it
+#   without offset (found by tests/test_random_parity.py).
+#
+# The option is read whenever a function runs, so it cannot be scoped to one model: such a
+# network turns the remapper off for the process (the same numbers, right ones; convolutions
+# lose the fusion). tests/test_activations.py and tests/test_backends.py keep the bugs'
+# reproductions, to see when TensorFlow fixes them.
 _UNFUSABLE = ("hard_silu", "hard_swish")
 _NO_REMAPPING = """\
     # TensorFlow's CPU remapper cannot run a convolution fused with hard_silu then mish or
-    # leaky_relu ("Fusion is not implemented"): turn that graph rewrite off
+    # leaky_relu ("Fusion is not implemented"), and rewrites maximum(x * a, x) as a LeakyRelu
+    # that is wrong for a > 1: turn that graph rewrite off
     import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"remapping": False})
 """
 
 
+def _source(plan: Plan, name: str) -> str:
+    """The value ``name`` is at inference, through the layers that pass it on unchanged."""
+    steps = {step.name: step for step in plan.layers}
+    step = steps.get(name)
+    while step is not None and (
+        isinstance(step.layer, Dropout)
+        or (isinstance(step.layer, Activation) and step.layer.activation == "linear")
+    ):
+        name = step.inputs[0]
+        step = steps.get(name)
+    return name
+
+
+def _max_of_scaled_self(plan: Plan, step: PlanLayer) -> bool:
+    """A Maximum one of whose inputs is a Rescaling (no offset: a Mul) of another of them."""
+    if not isinstance(step.layer, Maximum):
+        return False
+    steps = {s.name: s for s in plan.layers}
+    sources = [_source(plan, name) for name in step.inputs]
+    for name in sources:
+        scaled = steps.get(name)
+        if (
+            scaled is not None
+            and isinstance(scaled.layer, Rescaling)
+            and not scaled.layer.offset
+            and _source(plan, scaled.inputs[0]) in sources
+        ):
+            return True
+    return False
+
+
 def _needs_no_remapping(plan: Plan) -> bool:
     return any(
-        isinstance(step.layer, (Conv2D, DepthwiseConv2D)) and step.layer.activation in _UNFUSABLE
+        (isinstance(step.layer, (Conv2D, DepthwiseConv2D)) and step.layer.activation in _UNFUSABLE)
+        or _max_of_scaled_self(plan, step)
         for step in plan.layers
     )
 
