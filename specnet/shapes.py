@@ -555,7 +555,10 @@ def _transpose_weights(layer: Conv2DTranspose, shapes: tuple[Shape, ...]) -> Wei
     return weights
 
 
-def _layer_norm_weights(layer: LayerNormalization, shapes: tuple[Shape, ...]) -> WeightShapes:
+def _layer_norm_weights(
+    layer: LayerNormalization | BatchNormalization, shapes: tuple[Shape, ...]
+) -> WeightShapes:
+    """gamma and beta, per channel (the last axis), where ``scale`` and ``center`` ask."""
     c = (shapes[0][-1],)
     weights: WeightShapes = {}
     if layer.scale:
@@ -573,12 +576,9 @@ def _dense_weights(layer: Dense, shapes: tuple[Shape, ...]) -> WeightShapes:
 
 
 def _batch_norm_weights(layer: BatchNormalization, shapes: tuple[Shape, ...]) -> WeightShapes:
+    """LayerNormalization's, then the moving statistics (not trained: non-trainable)."""
     c = (shapes[0][-1],)
-    weights: WeightShapes = {}
-    if layer.scale:
-        weights["gamma"] = (c, True)
-    if layer.center:
-        weights["beta"] = (c, True)
+    weights = _layer_norm_weights(layer, shapes)
     weights["moving_mean"] = weights["moving_variance"] = (c, False)
     return weights
 
