@@ -14,8 +14,8 @@ N=${1:-5000}
 REPORT=${2:-benchmarks/results/fuzz-parity-$N.md}
 mkdir -p "$(dirname "$REPORT")"
 COVERAGE=$(mktemp)
-LOG=$(mktemp)
-trap 'rm -f "$COVERAGE" "$LOG"' EXIT
+LOG=${REPORT%.md}.log  # pytest's whole output, beside the report
+trap 'rm -f "$COVERAGE"' EXIT
 began=$(date +%s)
 set +e
 SPECNET_PARITY_SPECS=$N SPECNET_PARITY_EXPORTED=$((N / 50 > 0 ? N / 50 : 1)) \
@@ -45,5 +45,5 @@ for failure in failures:
     lines = [line for line in failure.splitlines() if line.startswith("E ")][:12]
     print("```\n" + "\n".join(lines + shrunk[:1]) + "\n```\n")
 PY
-echo "report: $REPORT"
+echo "report: $REPORT (pytest's output: $LOG)"
 exit $status
