@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from specnet import infer
+from specnet._frameworks import require
 from specnet.backends import get_backend
 from specnet.backends.onnx import build_graph, ort_session, run_session
 from specnet.shapes import logits_plan
@@ -84,10 +85,23 @@ def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.nd
     # each network meets TensorFlow as a fresh process would: the graph remapper on, unless
     # the backend turns it off for this network (keras._needs_no_remapping)
     tf.config.optimizer.set_experimental_options({"remapping": True})
+    if COVERED["runs"]["runtimes"] % 500 == 499:  # a long campaign: shed the old models
+        require("keras").backend.clear_session()  # (not each time: it costs ~0.3 s a network)
     keras = get_backend("keras")
     model = keras.build(plan)
     keras.set_weights(model, plan, weights)
-    want = np.asarray(keras.predict(model, x))
+    try:
+        want = np.asarray(keras.predict(model, x))
+    except tf.errors.AbortedError as exc:
+        # oneDNN, after a few thousand models in one process (never in a fresh one, never for
+        # the same network replayed): "could not create a primitive descriptor for the reorder
+        # primitive". Counted in the report; the network is checked again once
+        if "primitive descriptor" not in str(exc):
+            raise
+        COVERED["runs"]["tensorflow's oneDNN aborted (checked again)"] += 1
+        model = keras.build(plan)
+        keras.set_weights(model, plan, weights)
+        want = np.asarray(keras.predict(model, x))
     assume(np.isfinite(want).all() and np.abs(want).max() < 1e6)  # exponential, deep products
     return plan, weights, x, want
 
