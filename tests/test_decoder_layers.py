@@ -76,6 +76,15 @@ CASES: dict[str, tuple[list[int], list[dict[str, Any]]]] = {
         [{"type": "DepthwiseConv2D", "kernel_size": [4, 2], "strides": [3, 1],
           "padding": "same", "depth_multiplier": 2, "activation": "relu"}],
     ),
+    "conv-one-channel-unequal-strides": (
+        [2, 3, 1],
+        [{"type": "Conv2D", "filters": 2, "kernel_size": [1, 2], "strides": [1, 2]}],
+    ),
+    "conv-one-channel-unequal-strides-same": (
+        [5, 3, 1],
+        [{"type": "Conv2D", "filters": 2, "kernel_size": [3, 2], "strides": [1, 3],
+          "padding": "same"}],
+    ),
     "separable-unequal-strides-same": (
         [8, 3, 1],
         [{"type": "SeparableConv2D", "filters": 3, "kernel_size": [4, 2], "strides": [1, 3],
@@ -149,6 +158,18 @@ def test_tensorflows_depthwise_convolution_with_unequal_strides_is_still_wrong()
     want = ref.depthwise_conv2d(x, kernel, None, (1, 2), "valid")
     got = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 2, 1], "VALID").numpy()
     assert not np.allclose(got, want, atol=1e-3)  # rows of zeros, or of unset memory (NaN)
+
+
+def test_tensorflows_one_channel_convolution_with_unequal_strides_is_still_wrong() -> None:
+    """The other TensorFlow 2.21 (oneDNN) bug keras.unequal_strides works around: a Conv2D on
+    one input channel, strides (1, 2), an output one column wide — wrong even eagerly."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((3, 2, 3, 1), dtype=np.float32)
+    kernel = np.random.default_rng(1).normal(size=(1, 2, 1, 1)).astype(np.float32)
+    want = ref.conv2d(x, kernel, None, (1, 2), "valid")
+    got = tf.nn.conv2d(x, kernel, [1, 1, 2, 1], "VALID").numpy()
+    assert not np.allclose(got, want, atol=1e-3)
 
 
 def test_pytorch_layer_norm_over_nchw_is_not_keras_layer_norm() -> None:

@@ -115,17 +115,24 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
 }
 
 
-def unequal_strides(layer: LayerBase) -> bool:
-    """A depthwise (or separable) convolution with different row and column strides, which
-    TensorFlow 2.21's CPU kernels cannot be trusted with: without oneDNN it refuses them
-    ("Current implementation only supports equal length strides"), with oneDNN it runs them and
-    for some shapes returns wrong values (one input channel, depth_multiplier 2, stride (1, 2),
-    a 1×4 kernel on a 3×5 image: whole rows of zeros or unset memory; found by
-    tests/test_random_parity.py, reproduced in tests/test_decoder_layers.py with
-    tf.nn.depthwise_conv2d alone)."""
-    return isinstance(layer, DepthwiseConv2D | SeparableConv2D) and (
-        layer.strides[0] != layer.strides[1]
-    )
+def unequal_strides(step: PlanLayer) -> bool:
+    """A convolution with different row and column strides that TensorFlow 2.21's CPU kernels
+    cannot be trusted with (found by tests/test_random_parity.py; each reproduced with
+    TensorFlow alone in tests/test_decoder_layers.py):
+
+    * a depthwise or separable one: without oneDNN TensorFlow refuses it ("Current
+      implementation only supports equal length strides"); with oneDNN it runs and for some
+      shapes returns wrong values (one input channel, depth_multiplier 2, strides (1, 2), a 1×4
+      kernel on a 3×5 image: rows of zeros or unset memory);
+    * a Conv2D on one input channel: oneDNN returns wrong values when the output is one column
+      wide at strides (1, 2) or (1, 3) (the bug PyTorch's oneDNN convolution has too:
+      _torch_modules.OneChannelConv2d)."""
+    layer = step.layer
+    if not isinstance(layer, Conv2D | DepthwiseConv2D | SeparableConv2D):
+        return False
+    if layer.strides[0] == layer.strides[1]:
+        return False
+    return not isinstance(layer, Conv2D) or step.input_shape[-1] == 1
 
 
 def _calls(step: PlanLayer) -> list[Call]:
@@ -137,9 +144,9 @@ def _calls(step: PlanLayer) -> list[Call]:
     cls, kwargs = LAYERS[type(step.layer)](step.layer)
     kwargs = {**kwargs, "name": step.name}
     layer = step.layer
-    if not unequal_strides(layer):
+    if not unequal_strides(step):
         return [(cls, kwargs)]
-    assert isinstance(layer, DepthwiseConv2D | SeparableConv2D)
+    assert isinstance(layer, Conv2D | DepthwiseConv2D | SeparableConv2D)
     calls: list[Call] = []
     if layer.padding == "same":  # (a stride > 1 has no dilation: the kernel is its window)
         h, w = step.input_shape[0], step.input_shape[1]
