@@ -102,9 +102,12 @@ def _keras_onnx(plan: Plan, weights: Any, opset: int) -> tuple[Any, str]:
 
 def _negative_pads_as_output_padding(model: Any) -> None:
     """tf2onnx 1.17 writes a transposed convolution whose kernel is smaller than its stride
-    (the output's last rows are reached by no input) as ConvTranspose with *negative* end
-    ``pads``, which ONNX forbids (the checker refuses the file); the same output is
-    ``output_padding`` rows at the end, which ONNX defines."""
+    (the output's last rows are reached by no input) as ConvTranspose with *negative*
+    ``pads``, which ONNX forbids (the checker and ONNX Runtime refuse the file): at the end, or
+    at the start with ``output_padding`` making up the size. TensorFlow's output starts with
+    the first input row and ends with rows no input reaches, so either is ``output_padding``
+    rows at the end and no negative pad: the same output size, the rows where TensorFlow puts
+    them (checked against Keras by every export)."""
     onnx = require("onnx")
     for node in model.graph.node:
         if node.op_type != "ConvTranspose":
@@ -116,9 +119,10 @@ def _negative_pads_as_output_padding(model: Any) -> None:
         rank = len(pads) // 2
         extra = list(attrs["output_padding"].ints) if "output_padding" in attrs else [0] * rank
         for axis in range(rank):
-            if pads[rank + axis] < 0:
-                extra[axis] += -pads[rank + axis]
-                pads[rank + axis] = 0
+            for at in (axis, rank + axis):  # its start, its end
+                if pads[at] < 0:
+                    extra[axis] += -pads[at]
+                    pads[at] = 0
         for name in ("pads", "output_padding"):
             if name in attrs:
                 node.attribute.remove(attrs[name])

@@ -558,3 +558,29 @@ def test_parity_layers_agree_layer_by_layer_where_the_outputs_agree(cli, spec: s
     assert [row["name"] for row in report["layers"]] == [step.name for step in plan.layers]
     assert all(row["ok"] for row in report["layers"])
     assert report["first_divergence"] is None
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_keras_export_of_a_transposed_convolution_with_a_kernel_below_its_stride(rows: int) -> None:
+    """tf2onnx writes negative ConvTranspose pads here — at the end, or (one input row) at the
+    start with output_padding — which ONNX Runtime refuses; the export repairs them into
+    output_padding and must still compute what Keras computes."""
+    text = (
+        f"name: t\ninput_shape: [{rows}, 2, 1]\nlayers:\n"
+        "  - {type: Conv2DTranspose, filters: 2, kernel_size: 1, strides: [3, 1], "
+        "activation: selu, bias_initializer: ones}\n"
+    )
+    plan = infer(loads_spec(text))
+    weights = busy_weights(plan, seed=1)
+    x = batch(plan.input_shape)
+    want = _native(plan, weights, x)["keras"]
+    for layout in ("nhwc", "nchw"):
+        model = export_module.native_onnx(plan, weights, "keras", layout, 18)
+        attrs = [
+            {a.name: list(a.ints) for a in node.attribute}
+            for node in model.graph.node
+            if node.op_type == "ConvTranspose"
+        ]
+        assert attrs
+        assert min(attrs[0]["pads"]) >= 0
+        assert_agree(_ort(model, x, layout), want, f"keras/{layout}")
