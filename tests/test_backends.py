@@ -216,3 +216,27 @@ def test_tensorflows_remapper_still_rewrites_a_maximum_into_a_wrong_leaky_relu()
     assert not keras_backend._needs_no_remapping(
         infer(loads_spec(text.replace("2.0}", "2.0, offset: 1.0}")))
     )
+
+
+def test_tensorflows_onednn_still_aborts_on_a_tiny_one_channel_image() -> None:
+    """An open TensorFlow 2.21 (oneDNN) bug the random campaign found and specnet does not work
+    around yet (README, "What the campaigns found"): Conv2D, AveragePooling2D(1) and
+    SeparableConv2D on a 7×1×1 image abort in a fresh process ("could not create a primitive
+    descriptor for the reorder primitive"). When this test fails, TensorFlow runs it, and the
+    random campaign can stop dropping such networks."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, keras\n"
+        "L = keras.layers\n"
+        "i = keras.Input((7, 1, 1))\n"
+        "o = L.SeparableConv2D(1, 1, use_bias=False)(L.AveragePooling2D(1)(L.Conv2D(1, 1)(i)))\n"
+        "try:\n"
+        "    keras.Model(i, o).predict_on_batch(np.ones((1, 7, 1, 1), 'f4'))\n"
+        "    print('ran')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, 'primitive descriptor' in str(exc))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["AbortedError", "True"]

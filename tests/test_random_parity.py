@@ -93,15 +93,15 @@ def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.nd
     try:
         want = np.asarray(keras.predict(model, x))
     except tf.errors.AbortedError as exc:
-        # oneDNN, after a few thousand models in one process (never in a fresh one, never for
-        # the same network replayed): "could not create a primitive descriptor for the reorder
-        # primitive". Counted in the report; the network is checked again once
+        # TensorFlow 2.21's oneDNN: "could not create a primitive descriptor for the reorder
+        # primitive" — a crash, not a wrong answer, on tiny images with a size-1 axis and one
+        # channel (Conv2D, AveragePooling2D(1), SeparableConv2D on 7×1×1: every time in a fresh
+        # process), and after thousands of models in one process for others. Not worked around
+        # yet (README, "What the campaigns found"): counted in the report, the network dropped
         if "primitive descriptor" not in str(exc):
             raise
-        COVERED["runs"]["tensorflow's oneDNN aborted (checked again)"] += 1
-        model = keras.build(plan)
-        keras.set_weights(model, plan, weights)
-        want = np.asarray(keras.predict(model, x))
+        COVERED["runs"]["dropped: TensorFlow's oneDNN aborted"] += 1
+        assume(False)
     assume(np.isfinite(want).all() and np.abs(want).max() < 1e6)  # exponential, deep products
     return plan, weights, x, want
 
