@@ -240,3 +240,24 @@ def test_tensorflows_onednn_still_aborts_on_a_tiny_one_channel_image() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["AbortedError", "True"]
+
+
+def test_tensorflows_remapper_still_drops_a_leaky_relus_slope_after_an_add() -> None:
+    """The TensorFlow 2.21 bug keras._leak_after_a_merge works around: Conv2D, an Add with its
+    input, then ReLU(negative_slope=0.3) compute the slope 0.2 once traced (predict), not
+    eagerly. When this test fails, TensorFlow computes it right. (A child process: the
+    remapper switch is process-wide.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, keras\n"
+        "L = keras.layers\n"
+        "i = keras.Input((1, 3, 2))\n"
+        "o = L.ReLU(negative_slope=0.3)(L.Add()([L.Conv2D(2, 1)(i), i]))\n"
+        "m = keras.Model(i, o)\n"
+        "x = np.random.default_rng(0).normal(size=(1, 1, 3, 2)).astype('f4')\n"
+        "print(float(np.abs(m.predict_on_batch(x) - m(x).numpy()).max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.split()[-1]) > 1e-3

@@ -317,10 +317,25 @@ def _max_of_scaled_self(plan: Plan, step: PlanLayer) -> bool:
     return False
 
 
+def _leak_after_a_merge(plan: Plan, step: PlanLayer) -> bool:
+    """A ReLU layer with a slope other than Keras's 0.2 right after an Add: the remapper fuses
+    convolution + add + LeakyRelu and computes the slope 0.2 (found by
+    tests/test_random_parity.py: Conv2D, Add with its input, ReLU(negative_slope=0.3))."""
+    steps = {s.name: s for s in plan.layers}
+    source = steps.get(step.inputs[0]) if step.inputs else None
+    return (
+        isinstance(step.layer, ReLU)
+        and step.layer.negative_slope not in (0.0, 0.2)
+        and source is not None
+        and isinstance(source.layer, Add)
+    )
+
+
 def _needs_no_remapping(plan: Plan) -> bool:
     return any(
         (isinstance(step.layer, (Conv2D, DepthwiseConv2D)) and step.layer.activation in _UNFUSABLE)
         or _max_of_scaled_self(plan, step)
+        or _leak_after_a_merge(plan, step)
         for step in plan.layers
     )
 
