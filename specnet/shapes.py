@@ -146,6 +146,10 @@ class Plan:
             above = layer.name
         return True
 
+    def by_name(self) -> dict[str, PlanLayer]:
+        """Layer name → its step (the input has none)."""
+        return {step.name: step for step in self.layers}
+
     def consumers(self) -> dict[str, list[PlanLayer]]:
         """Value name (``input`` and every layer) → the layers that read it, in order."""
         readers: dict[str, list[PlanLayer]] = {"input": [], **{s.name: [] for s in self.layers}}

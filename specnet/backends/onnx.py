@@ -382,7 +382,7 @@ def batch_norm_folds(plan: Plan) -> dict[str, PlanLayer]:
     only the convolution, nothing else reads the convolution, and no activation sits between
     them (a convolution's fused activation comes before the BN)."""
     readers = plan.consumers()
-    by_name = {step.name: step for step in plan.layers}
+    by_name = plan.by_name()
     folds = {}
     for step in plan.layers:
         if not isinstance(step.layer, BatchNormalization) or len(step.inputs) != 1:
@@ -405,7 +405,7 @@ def _fold(plan: Plan, converted: dict[str, Any], np: Any) -> dict[str, str]:
     convolution weights' renames (``<conv>/folded_kernel``, ``<conv>/folded_bias``); the BN's
     weights leave ``converted``."""
     renames = {}
-    by_name = {step.name: step for step in plan.layers}
+    by_name = plan.by_name()
     for conv, bn in batch_norm_folds(plan).items():
         layer, norm = by_name[conv].layer, bn.layer
         assert isinstance(norm, BatchNormalization)
