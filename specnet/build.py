@@ -17,18 +17,30 @@ stay. A build killed at any moment leaves the previous one intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from specnet import __version__
 from specnet._io import atomic_write_text
-from specnet.backends import BACKENDS, get_backend
-from specnet.rundir import MARKER, claim, read_marker, staged, write_marker
+from specnet.backends import BACKENDS, Backend, get_backend
+from specnet.card import CARD, PICTURE, write_card
+from specnet.certificate import CERTIFICATE, certify
+from specnet.errors import RuntimeFailure, UsageError
+from specnet.rundir import (
+    MARKER,
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    claim,
+    read_marker,
+    spec_fingerprint,
+    staged,
+    weights_digest,
+    write_marker,
+)
 from specnet.shapes import Limits, Plan, class_names_of, infer, summary_text
 from specnet.spec import Spec, as_spec
 from specnet.weights import check_classes, init_weights, load_weights, save_weights
@@ -37,15 +49,14 @@ if TYPE_CHECKING:
     from specnet.weights import Weights
 
 __all__ = [
+    "SPEC_FILE",
+    "WEIGHTS_FILE",
     "BuildResult",
     "build",
     "resolve_weights_path",
     "spec_fingerprint",
     "weights_digest",
 ]
-
-WEIGHTS_FILE = "weights.safetensors"
-SPEC_FILE = "spec.resolved.yaml"
 
 
 @dataclass(frozen=True)
@@ -58,24 +69,6 @@ class BuildResult:
     out: Path
     files: tuple[Path, ...]
     notes: tuple[str, ...] = field(default=())
-
-
-def spec_fingerprint(spec: Spec) -> str:
-    """What a model depends on: the whole resolved spec but ``train.epochs`` (which a resume's
-    ``--epochs`` may raise), as a short SHA-256."""
-    document = spec.model_dump(mode="json", exclude={"train": {"epochs"}})
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def weights_digest(weights: Weights) -> str:
-    """A SHA-256 of canonical weights (keys, shapes and bytes), to tell two sets apart."""
-    digest = hashlib.sha256()
-    for key in sorted(weights):
-        array = weights[key]
-        digest.update(f"{key}:{tuple(array.shape)}:{array.dtype.str}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def resolve_weights_path(path: Path) -> Path:
@@ -116,7 +109,9 @@ def build(
         if spec.class_names is None and recorded is not None:  # adopt the trained order
             plan = infer(spec.model_copy(update={"class_names": recorded}), limits)
         origin = str(source)
+        source_run = source.parent if source.name == WEIGHTS_FILE else None
     else:
+        source_run = None
         seed = plan.spec.train.seed if seed is None else seed
         canonical = init_weights(plan, seed)
         origin = f"initializers, seed {seed}"
@@ -137,6 +132,9 @@ def build(
     derived = {get_backend(other).native_file for other in BACKENDS} | {"model.onnx"}
     derived -= set(kept.values())
     names = [SPEC_FILE, WEIGHTS_FILE, chosen.native_file, "summary.txt", *kept.values()]
+    theirs = _not_ours(folder, (CARD, PICTURE))  # a README.md of yours stays yours
+    notes += [f"kept your {folder / name}: the model card goes there otherwise" for name in theirs]
+    names += [CERTIFICATE, *(name for name in (CARD, PICTURE) if name not in theirs)]
     with staged(folder, replaces=derived) as stage:
         atomic_write_text(stage / SPEC_FILE, resolved_yaml(plan, spec_file), overwrite=True)
         save_weights(
@@ -152,6 +150,10 @@ def build(
         )
         chosen.save_native(model, stage / chosen.native_file, plan)
         atomic_write_text(stage / "summary.txt", summary_text(plan) + "\n", overwrite=True)
+        certificate = _certify(stage, folder, plan, canonical, chosen, model, kept, identity)
+        if not certificate["ok"]:
+            notes.append(_failed(certificate))
+        write_card(stage, plan, certificate, origin, source_run, spec_file, skip=theirs)
         write_marker(
             stage,
             kind="build",
@@ -170,6 +172,76 @@ def build(
         )
     files.append(folder / MARKER)
     return BuildResult(plan, backend, model, folder, tuple(files), tuple(notes))
+
+
+def _certify(
+    stage: Path,
+    folder: Path,
+    plan: Plan,
+    weights: Weights,
+    chosen: Backend,
+    model: object,
+    kept: dict[str, str],
+    identity: dict[str, object],
+) -> dict[str, Any]:
+    """The build's parity certificate: the native model just built, specnet's direct ONNX
+    graph of the canonical weights in ONNX Runtime, and (unchanged, not re-run) the entries of
+    the kept natives and ONNX file, which are the same spec and weights."""
+    from specnet.backends.onnx import build_graph, ort_session, run_session
+
+    runners: dict[str, Any] = {
+        chosen.name: (chosen.native_file, lambda x: chosen.predict(model, x))
+    }
+    try:
+        session = ort_session(build_graph(plan, weights, "nhwc"))
+        runners["onnx"] = (None, lambda x: run_session(session, x, "nhwc"))
+    except (RuntimeFailure, ImportError):
+        pass  # ONNX Runtime missing: the certificate holds the native model alone
+    keep = {}
+    old = _old_certificate(folder)
+    if old and old.get("weights_sha256") == identity["weights_sha256"]:
+        files = set(kept.values())
+        keep = {
+            name: entry
+            for name, entry in old["runtimes"].items()
+            if entry.get("file") in files and name != chosen.name
+        }
+    return certify(
+        stage,
+        plan,
+        weights,
+        runners,
+        fingerprint=str(identity["spec_fingerprint"]),
+        weights_sha256=str(identity["weights_sha256"]),
+        keep=keep,
+    )
+
+
+def _not_ours(folder: Path, names: tuple[str, ...]) -> set[str]:
+    """Those of ``names`` in ``folder`` that specnet did not write there (its marker does not
+    list them): a build never replaces them."""
+    made = set((read_marker(folder) or {}).get("files") or ())
+    return {name for name in names if (folder / name).exists() and name not in made}
+
+
+def _old_certificate(folder: Path) -> dict[str, Any] | None:
+    from specnet.certificate import read_certificate
+
+    try:
+        return read_certificate(folder)
+    except UsageError:
+        return None
+
+
+def _failed(certificate: dict[str, Any]) -> str:
+    pairs = certificate["pairs"]
+    if not pairs:
+        return "parity.json: one runtime ran (ONNX Runtime is not installed), nothing compared"
+    bad = [f"{p['a']} vs {p['b']} (max |a - b| {p['max_abs']:.1e})" for p in pairs if not p["ok"]]
+    return (
+        f"parity.json: the runtimes disagree: {', '.join(bad)}; "
+        "`specnet parity BUILD --layers` says where"
+    )
 
 
 def _other_natives(

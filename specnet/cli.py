@@ -44,6 +44,10 @@ examples (they work anywhere: the example specs ship with specnet):
   specnet predict runs/seed_cnn/torch-1 photos/ --format csv   classify a folder of images
   specnet export --onnx                        export the most recent build or run
   specnet parity net.yaml                      Keras, PyTorch, ONNX Runtime: the same function?
+  specnet verify build/seed_cnn                re-check the build's parity certificate here
+  specnet plot net.yaml -o net.svg             a picture of the network (.svg or .png)
+  specnet diff net.yaml build/seed_cnn         layers, fields, shapes and weights that changed
+  specnet bench net.yaml                       every runtime's speed on this machine
 
 exit codes: 0 ok, 1 runtime failure, 2 bad spec or usage. Add --debug for tracebacks.
 """
@@ -377,6 +381,45 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from specnet.certificate import verify
+
+    report = verify(args.build)
+    if args.json:
+        checks = [check.__dict__ for check in report.checks]
+        print(
+            json.dumps({"folder": str(report.folder), "ok": report.ok, "checks": checks}, indent=2)
+        )
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from specnet.diagram import plot
+
+    path = plot(args.target, args.out, collapse_blocks=args.collapse_blocks, force=args.force)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from specnet.diff import diff
+
+    result = diff(args.a, args.b)
+    print(json.dumps(json_safe(result.to_dict()), indent=2) if args.json else result.text())
+    return 0 if result.same else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from specnet.bench import bench
+
+    runtimes = [name.strip() for name in args.runtimes.split(",")] if args.runtimes else None
+    report = bench(args.target, runtimes, batch=args.batch, rounds=args.rounds, log=_say(args))
+    print(json.dumps(json_safe(report.to_dict()), indent=2) if args.json else report.text())
+    return 0
+
+
 # ----------------------------------------------------------------------------- option types
 
 
@@ -453,6 +496,10 @@ VERB_EXAMPLES = {
     "predict": "specnet predict runs/seed_cnn/torch-1 photos/ --format csv --top-k 2",
     "export": "specnet export runs/seed_cnn/torch-1 --onnx --via direct -o model.onnx",
     "parity": "specnet parity net.yaml --backends keras,torch,onnx",
+    "verify": "specnet verify build/seed_cnn --json",
+    "plot": "specnet plot specs/applications/resnet50.yaml -o resnet50.svg --collapse-blocks",
+    "diff": "specnet diff build/seed_cnn runs/seed_cnn/torch-1",
+    "bench": "specnet bench net.yaml --batch 32 --rounds 7 --runtimes keras,torch,ort:direct",
 }
 
 
@@ -469,6 +516,8 @@ def _verb(verbs: Any, name: str, help: str, description: str) -> argparse.Argume
 
 
 def _parser() -> argparse.ArgumentParser:
+    from specnet.bench import RUNTIMES as BENCH_RUNTIMES
+
     parser = _Parser(
         prog="specnet",
         description="A compiler for neural-network specs: validate, infer shapes, build, "
@@ -815,6 +864,77 @@ def _parser() -> argparse.ArgumentParser:
     parity.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parity.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parity.set_defaults(handler=_cmd_parity)
+
+    verify = _verb(
+        verbs,
+        "verify",
+        "re-check a build's parity certificate",
+        "Re-check BUILD/parity.json on this machine: the spec, every weight tensor and model "
+        "file against their recorded SHA-256, and every runtime's outputs on the recorded batch "
+        "(bit for bit with the recorded versions on the recorded machine, else within float32 "
+        "tolerance). Exit 1 naming the tensor, file or runtime that disagrees.",
+    )
+    verify.add_argument("build", metavar="BUILD", help="a build or run directory")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    verify.set_defaults(handler=_cmd_verify)
+
+    plot = _verb(
+        verbs,
+        "plot",
+        "draw the network (SVG or PNG, no Graphviz)",
+        "Draw SPEC or BUILD top to bottom: one box per layer (name, kind, output shape, "
+        "parameters, coloured by kind), merges as joins, blocks framed. Needs no Graphviz; "
+        "PNG needs matplotlib.",
+    )
+    plot.add_argument("target", metavar="SPEC|BUILD", help="a spec file or a build/run directory")
+    _add_out(plot, "FILE", "the picture: .svg or .png (default: <spec name>.svg here)")
+    plot.add_argument("--collapse-blocks", action="store_true", help="one box per block use")
+    plot.add_argument("--force", action="store_true", help="replace an existing file")
+    plot.set_defaults(handler=_cmd_plot)
+
+    diff = _verb(
+        verbs,
+        "diff",
+        "what changed between two specs or builds",
+        "Compare A and B (spec files or build/run directories): layers added, removed or "
+        "changed field by field, shapes and parameters, the spec's other fields, and with "
+        "weights on both sides the max difference per tensor. Exit 0 when the same, 1 when "
+        "they differ.",
+    )
+    diff.add_argument("a", metavar="A", help="a spec file or a build/run directory")
+    diff.add_argument("b", metavar="B", help="a spec file or a build/run directory")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of text")
+    diff.set_defaults(handler=_cmd_diff)
+
+    bench = _verb(
+        verbs,
+        "bench",
+        "measure every runtime's speed here",
+        "Time every runtime (Keras, PyTorch, ONNX Runtime on each export path) at batch 1 and "
+        "batch N, and each backend's training step, interleaved over rounds; print medians "
+        "with their spread, the resident memory each added, and the fastest.",
+    )
+    bench.add_argument("target", metavar="SPEC|BUILD", help="a spec file or a build/run directory")
+    bench.add_argument(
+        "--runtimes", metavar="LIST", help="comma-separated, of " + ", ".join(BENCH_RUNTIMES)
+    )
+    bench.add_argument(
+        "--batch",
+        type=POSITIVE,
+        default=32,
+        metavar="N",
+        help="throughput batch (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=POSITIVE,
+        default=5,
+        metavar="N",
+        help="interleaved rounds (default: %(default)s)",
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

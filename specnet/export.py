@@ -321,9 +321,93 @@ def export(
     stamp(model, plan, layout, via, opened.class_names)
     say("export [2/3] checking: onnx.checker, ONNX Runtime, agreement with the native model")
     verify(model, plan, opened.weights, layout, f"export via {via}")
+    base = _base_certificate(opened)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "parity_certificate", base["base_sha256"]
     atomic_write_bytes(target, model.SerializeToString(), overwrite=True)
+    _certify_export(opened, base, target, model, layout)
     say(f"export [3/3] wrote {target}")
     return target
+
+
+def _base_certificate(opened: Any) -> dict[str, Any]:
+    """The folder's certificate when it still certifies its spec and weights; else a new one
+    of the native models in the folder and the direct graph (a training run, an older build),
+    which is written only with the exported file's entry (see :func:`_certify_export`)."""
+    from specnet.backends import BACKENDS
+    from specnet.certificate import certify, read_certificate
+    from specnet.rundir import spec_fingerprint, weights_digest
+
+    folder, plan, weights = opened.folder, opened.plan, opened.weights
+    fingerprint, digest = spec_fingerprint(plan.spec), weights_digest(weights)
+    try:
+        old = read_certificate(folder)
+    except UsageError:
+        old = None
+    if old and old["spec_fingerprint"] == fingerprint and old["weights_sha256"] == digest:
+        return old
+    runners: dict[str, Any] = {}
+    for name in BACKENDS:
+        backend = get_backend(name)
+        if name == "onnx" or not (folder / backend.native_file).is_file():
+            continue
+        try:
+            native = backend.load_native(folder / backend.native_file, plan)
+        except RuntimeFailure:
+            continue  # its framework is not installed here
+        runners[name] = (backend.native_file, lambda x, b=backend, m=native: b.predict(m, x))
+    session = ort_session(build_graph(plan, weights, "nhwc"))
+    runners["onnx"] = (None, lambda x: run_session(session, x, "nhwc"))
+    return certify(
+        folder, plan, weights, runners, fingerprint=fingerprint, weights_sha256=digest, write=False
+    )
+
+
+def _certify_export(
+    opened: Any, base: dict[str, Any], target: Path, model: Any, layout: str
+) -> None:
+    """Add the exported file to the folder's certificate and card when it lies in the folder
+    (a file exported elsewhere carries the certificate's digest, not an entry)."""
+    from specnet.card import write_card
+    from specnet.certificate import certify
+
+    folder = opened.folder.resolve()
+    try:
+        relative = target.resolve().relative_to(folder)
+    except ValueError:
+        return
+    session = ort_session(model)
+    kept = {k: v for k, v in base["runtimes"].items() if k != f"ort:{relative}"}
+    certificate = certify(
+        opened.folder,
+        opened.plan,
+        opened.weights,
+        {f"ort:{relative}": (str(relative), lambda x: run_session(session, x, layout))},
+        fingerprint=base["spec_fingerprint"],
+        weights_sha256=base["weights_sha256"],
+        keep=kept,
+    )
+    marker = opened.marker
+    trained = marker.get("kind") == "train"
+    made = set(marker.get("files") or ())
+    theirs = {
+        name for name in ("README.md", "model.svg")
+        if (opened.folder / name).exists() and not trained and name not in made
+    }  # fmt: skip
+    write_card(
+        opened.folder,
+        opened.plan,
+        certificate,
+        f"trained by this run ({marker.get('backend')})" if trained else str(marker.get("weights")),
+        opened.folder if trained else _run_of(marker),
+        marker.get("spec_file"),
+        skip=theirs,
+    )
+
+
+def _run_of(marker: dict[str, Any]) -> Path | None:
+    weights = Path(str(marker.get("weights", "")))
+    return weights.parent if weights.name == "weights.safetensors" else None
 
 
 def describe(path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -21,24 +22,34 @@ import time
 from collections.abc import Collection, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specnet import __version__
 from specnet._io import TEMP_SUFFIX, atomic_write_text, current_umask, is_temporary
 from specnet.errors import RuntimeFailure, UsageError
 
+if TYPE_CHECKING:
+    from specnet.spec import Spec
+    from specnet.weights import Weights
+
 __all__ = [
     "ARTIFACTS",
     "MARKER",
+    "SPEC_FILE",
+    "WEIGHTS_FILE",
     "claim",
     "empty_for_replacement",
     "read_marker",
+    "spec_fingerprint",
     "staged",
     "versions",
+    "weights_digest",
     "write_marker",
 ]
 
 MARKER = "specnet.json"
+WEIGHTS_FILE = "weights.safetensors"
+SPEC_FILE = "spec.resolved.yaml"
 _DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras", "torch", "numpy", "onnx", "onnxruntime")
 
 
@@ -51,6 +62,24 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def spec_fingerprint(spec: Spec) -> str:
+    """What a model depends on: the whole resolved spec but ``train.epochs`` (which a resume's
+    ``--epochs`` may raise), as a short SHA-256."""
+    document = spec.model_dump(mode="json", exclude={"train": {"epochs"}})
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def weights_digest(weights: Weights) -> str:
+    """A SHA-256 of canonical weights (keys, shapes and bytes), to tell two sets apart."""
+    digest = hashlib.sha256()
+    for key in sorted(weights):
+        array = weights[key]
+        digest.update(f"{key}:{tuple(array.shape)}:{array.dtype.str}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
@@ -102,6 +131,7 @@ ARTIFACTS = frozenset(
         "model.keras",
         "model.torch.safetensors",
         "model.onnx",
+        "parity.json",
         "metrics.csv",
         "history.json",
         "training_curves.png",

@@ -219,16 +219,18 @@ def test_tensorflows_remapper_still_rewrites_a_maximum_into_a_wrong_leaky_relu()
 
 
 def test_tensorflows_onednn_still_aborts_on_a_tiny_one_channel_image() -> None:
-    """An open TensorFlow 2.21 (oneDNN) bug the random campaign found and specnet does not work
-    around yet (README, "What the campaigns found"): Conv2D, AveragePooling2D(1) and
-    SeparableConv2D on a 7×1×1 image abort in a fresh process ("could not create a primitive
-    descriptor for the reorder primitive"). When this test fails, TensorFlow runs it, and the
-    random campaign can stop dropping such networks."""
+    """The TensorFlow 2.21 (oneDNN) bug keras._one_channel_pointwise works around, found by the
+    random campaign: a one-channel 1×1 SeparableConv2D after a Conv2D aborts once traced, in a
+    fresh process ("could not create a primitive descriptor for the reorder primitive"), unless
+    the remapper is off. When this test fails, TensorFlow runs it."""
     import subprocess
     import sys
 
     code = (
-        "import numpy as np, keras\n"
+        "import numpy as np, keras, sys\n"
+        "import tensorflow as tf\n"
+        "if sys.argv[1] == 'off':\n"
+        "    tf.config.optimizer.set_experimental_options({'remapping': False})\n"
         "L = keras.layers\n"
         "i = keras.Input((7, 1, 1))\n"
         "o = L.SeparableConv2D(1, 1, use_bias=False)(L.AveragePooling2D(1)(L.Conv2D(1, 1)(i)))\n"
@@ -238,8 +240,54 @@ def test_tensorflows_onednn_still_aborts_on_a_tiny_one_channel_image() -> None:
         "except Exception as exc:\n"
         "    print(type(exc).__name__, 'primitive descriptor' in str(exc))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[-2:] == ["AbortedError", "True"]
+    runs = {
+        remapper: subprocess.run(
+            [sys.executable, "-c", code, remapper], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for remapper in ("on", "off")
+    }
+    assert runs["on"][-2:] == ["AbortedError", "True"]
+    assert runs["off"][-1:] == ["ran"]
+
+
+TINY_POINTWISE = """\
+name: tiny
+input_shape: [7, 1, 1]
+layers:
+  - {name: c, type: Conv2D, filters: 1, kernel_size: 1}
+  - {name: s, type: SeparableConv2D, filters: 1, kernel_size: 1}
+  - {name: f, type: Flatten}
+"""
+
+
+def test_a_one_channel_pointwise_separable_conv_runs_in_keras(tmp_path: Path) -> None:
+    """The network TensorFlow aborts on (above), through specnet's Keras backend in a fresh
+    process (where the remapper is on unless specnet turns it off): it runs, and equals NumPy's
+    float64 forward pass."""
+    import subprocess
+    import sys
+
+    import tests.numpy_reference as ref
+
+    plan = infer(loads_spec(TINY_POINTWISE))
+    weights = busy_weights(plan, seed=1)
+    save_weights(tmp_path / "w.safetensors", weights, overwrite=False)
+    x = batch(plan.input_shape, n=3)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np\n"
+        "from specnet import infer, loads_spec\n"
+        "from specnet.backends import get_backend\n"
+        "from specnet.weights import load_weights\n"
+        "from tests.test_backends import TINY_POINTWISE\n"
+        "plan = infer(loads_spec(TINY_POINTWISE))\n"
+        "b = get_backend('keras'); m = b.build(plan)\n"
+        "b.set_weights(m, plan, load_weights(sys.argv[1] + '/w.safetensors', plan))\n"
+        "np.save(sys.argv[1] + '/y.npy', b.predict(m, np.load(sys.argv[1] + '/x.npy')))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+    want = ref.network(plan.spec.resolved()["layers"], weights, x)
+    assert_agree(np.load(tmp_path / "y.npy"), want, "one-channel pointwise separable conv")
 
 
 def test_tensorflows_remapper_still_drops_a_leaky_relus_slope_after_an_add() -> None:

@@ -39,8 +39,9 @@ def test_build_directory(backend: str, tmp_path: Path, cli) -> None:  # type: ig
     assert result.code == 0, result.err
     native = get_backend(backend).native_file
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["specnet.json", "spec.resolved.yaml", "weights.safetensors", native, "summary.txt"]
-    )
+        ["specnet.json", "spec.resolved.yaml", "weights.safetensors", native, "summary.txt",
+         "parity.json", "README.md", "model.svg"]
+    )  # fmt: skip
     marker = json.loads((out / "specnet.json").read_text())
     assert (marker["kind"], marker["spec"], marker["backend"]) == ("build", "seed_cnn", backend)
     # the resolved spec is a valid spec with the same plan

@@ -253,7 +253,8 @@ def test_every_option_of_every_verb_is_described_with_its_default(cli) -> None: 
     parser = _parser()
     verbs = next(a for a in parser._actions if a.dest == "verb").choices  # type: ignore[union-attr]
     assert set(verbs) == {"validate", "summary", "schema", "init", "build", "train", "evaluate",
-                          "predict", "export", "parity"}  # fmt: skip
+                          "predict", "export", "parity", "verify", "plot", "diff",
+                          "bench"}  # fmt: skip
     for name, verb in verbs.items():
         assert verb.description, name
         assert "example" in (verb.epilog or ""), name
@@ -264,7 +265,7 @@ def test_every_option_of_every_verb_is_described_with_its_default(cli) -> None: 
             if action.default not in (None, False) and action.option_strings:
                 assert "default" in action.help, f"{name} {action.option_strings}"
         outs = [a for a in verb._actions if a.dest == "out"]
-        if name in ("schema", "build", "train", "export"):
+        if name in ("schema", "build", "train", "export", "plot"):
             assert outs
             assert outs[0].option_strings == ["-o", "--out"], name
 

@@ -259,8 +259,8 @@ _LABELS = {
 }
 
 
-# TensorFlow's grappler remapper (the graph rewrite that fuses ops, CPU) is wrong twice in
-# TensorFlow 2.21, and specnet turns it off for a network that would meet either case:
+# TensorFlow's grappler remapper (the graph rewrite that fuses ops, CPU) is wrong four times in
+# TensorFlow 2.21, and specnet turns it off for a network that would meet any of them:
 #
 # * it fuses a convolution, its bias and a hard_silu into one op, then a following Mish or
 #   LeakyRelu into it too, and has no kernel for the result: "UNIMPLEMENTED: Fusion is not
@@ -272,7 +272,11 @@ _LABELS = {
 #   without offset (found by tests/test_random_parity.py);
 # * it fuses a convolution, an Add and a LeakyRelu and computes the slope 0.2, Keras's default,
 #   instead of the layer's (a ReLU with negative_slope 0.3 after a residual Add; found by
-#   tests/test_random_parity.py).
+#   tests/test_random_parity.py);
+# * a SeparableConv2D on one channel with a 1×1 kernel, one filter and depth_multiplier 1, with
+#   a bias or after a convolution, aborts under oneDNN: "could not create a primitive
+#   descriptor for the reorder primitive" (found by tests/test_random_parity.py; with the
+#   remapper off it runs and equals the eager call).
 #
 # The option is read whenever a function runs, so it cannot be scoped to one model: such a
 # network turns the remapper off for the process (the same numbers, right ones; convolutions
@@ -282,8 +286,8 @@ _UNFUSABLE = ("hard_silu", "hard_swish")
 _NO_REMAPPING = """\
     # TensorFlow's CPU remapper cannot run a convolution fused with hard_silu then mish or
     # leaky_relu ("Fusion is not implemented"), rewrites maximum(x * a, x) as a LeakyRelu
-    # that is wrong for a > 1, and drops a LeakyRelu's slope after a convolution and an Add:
-    # turn that graph rewrite off
+    # that is wrong for a > 1, drops a LeakyRelu's slope after a convolution and an Add, and
+    # aborts on a one-channel 1x1 separable convolution: turn that graph rewrite off
     import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"remapping": False})
@@ -335,11 +339,24 @@ def _leak_after_a_merge(plan: Plan, step: PlanLayer) -> bool:
     )
 
 
+def _one_channel_pointwise(step: PlanLayer) -> bool:
+    """A SeparableConv2D whose depthwise and pointwise halves are both 1×1 on one channel."""
+    layer = step.layer
+    return (
+        isinstance(layer, SeparableConv2D)
+        and step.input_shape[-1] == 1
+        and tuple(layer.kernel_size) == (1, 1)
+        and layer.filters == 1
+        and layer.depth_multiplier == 1
+    )
+
+
 def _needs_no_remapping(plan: Plan) -> bool:
     return any(
         (isinstance(step.layer, (Conv2D, DepthwiseConv2D)) and step.layer.activation in _UNFUSABLE)
         or _max_of_scaled_self(plan, step)
         or _leak_after_a_merge(plan, step)
+        or _one_channel_pointwise(step)
         for step in plan.layers
     )
 
