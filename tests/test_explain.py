@@ -275,7 +275,8 @@ def test_a_readme_of_yours_is_never_replaced_by_the_card(tmp_path: Path, cli) ->
     result = cli("build", RESIDUAL, "--backend", "torch", "-o", folder, "--force")
     assert result.code == 0, result.err
     assert (folder / "README.md").read_text() == "my notes"
-    assert "kept your" in result.err and (folder / "model.svg").exists()
+    assert "kept your" in result.err
+    assert (folder / "model.svg").exists()
     again = cli("build", RESIDUAL, "--backend", "torch", "-o", folder, "--force", "--seed", "4")
     assert again.code == 0
     assert (folder / "README.md").read_text() == "my notes"
