@@ -5,11 +5,11 @@ each framework's export — it measures batch-1 latency and batch-N throughput, 
 backend the training speed (one optimizer step of the spec's optimizer on a batch of N, images
 per second). Measurements are **interleaved**: each round times every runtime once, so a noisy
 neighbour on a shared machine slows them all alike; the table gives the median of the rounds and
-their spread (the interquartile range, as ± half of it). Before timing, each runtime runs its
-warm-up calls (graph tracing, oneDNN's kernel choice, ONNX Runtime's allocation). Memory is the
-resident memory (RSS) the process gained while setting the runtime up and warming it: its model,
-its framework's first allocations (an import already made by an earlier runtime is not counted
-again, so read it as an order of magnitude).
+their spread (± half the interquartile range; half the range under four rounds). Before
+timing, each runtime runs its warm-up calls (graph tracing, oneDNN's kernel choice, ONNX
+Runtime's allocation). Memory is the resident memory (RSS) the process gained while setting the
+runtime up and warming it: its model, its framework's first allocations (an import already made
+by an earlier runtime is not counted again, so read it as an order of magnitude).
 
 Weights are the build's, or seeded initializers for a SPEC; inputs are uniform [0, 1) images.
 """
@@ -116,7 +116,7 @@ class BenchReport:
     def text(self) -> str:
         lines = [
             f"bench of {self.target}: median of {self.rounds} interleaved rounds ± half the "
-            "interquartile range",
+            + ("interquartile range" if self.rounds >= 4 else "range"),
             "",
             f"{'runtime':<13} {'batch-1 latency':>18} {f'batch-{self.batch} images/s':>22} "
             f"{'vs slowest':>10} {'RSS added':>10}",

@@ -17,6 +17,7 @@ stay. A build killed at any moment leaves the previous one intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,16 +188,18 @@ def _certify(
     """The build's parity certificate: the native model just built, specnet's direct ONNX
     graph of the canonical weights in ONNX Runtime, and (unchanged, not re-run) the entries of
     the kept natives and ONNX file, which are the same spec and weights."""
-    from specnet.backends.onnx import build_graph, ort_session, run_session
+    from specnet.backends.onnx import read_onnx
+    from specnet.certificate import direct_runner, native_logits, onnx_runner
 
-    runners: dict[str, Any] = {
-        chosen.name: (chosen.native_file, lambda x: chosen.predict(model, x))
-    }
-    try:
-        session = ort_session(build_graph(plan, weights, "nhwc"))
-        runners["onnx"] = (None, lambda x: run_session(session, x, "nhwc"))
-    except (RuntimeFailure, ImportError):
-        pass  # ONNX Runtime missing: the certificate holds the native model alone
+    runners: dict[str, Any] = {}
+    if chosen.name == "onnx":
+        native = onnx_runner(read_onnx(stage / chosen.native_file))
+        runners[f"ort:{chosen.native_file}"] = (chosen.native_file, native)
+    else:
+        runners[chosen.name] = (chosen.native_file, native_logits(chosen, model, plan))
+    # (ONNX Runtime missing: the certificate holds the native model alone)
+    with contextlib.suppress(RuntimeFailure, ImportError):
+        runners["onnx"] = (None, direct_runner(plan, weights))
     keep = {}
     old = _old_certificate(folder)
     if old and old.get("weights_sha256") == identity["weights_sha256"]:

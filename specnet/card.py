@@ -81,7 +81,8 @@ def _certificate(certificate: dict[str, Any] | None) -> list[str]:
     lines.append(
         f"{len(certificate['runtimes'])} runtimes on one batch ({shape}, "
         f"{certificate['input']['distribution']}, seed {certificate['input']['seed']}); "
-        "outputs after the final activation. `specnet verify FOLDER` re-checks it here."
+        "the logits (before the final softmax or sigmoid) compared. "
+        "`specnet verify FOLDER` re-checks it here."
     )
     lines += ["", "| runtime | file | versions |", "|---|---|---|"]
     for name, entry in certificate["runtimes"].items():

@@ -8,8 +8,12 @@ and every pair of runtimes agrees within a stated tolerance. It holds
   and a SHA-256 of every model file it certifies;
 * ``input``: the batch — ``numpy.random.default_rng(seed).random((batch, h, w, c), float32)``,
   uniform in [0, 1) like the images specnet feeds a model, NHWC;
-* ``machine`` and, per runtime, the versions it ran with and its outputs on that batch (the
-  model's final outputs, its softmax included: what a user of the file gets), as float32 bytes;
+* ``machine`` and, per runtime, the versions it ran with and its outputs on that batch as
+  float32 bytes: the logits, before a final softmax or sigmoid, as ``specnet parity`` compares
+  them (a 1000-way softmax squeezes a wrong logit below any absolute tolerance). A native file's
+  logits come from its weights as its framework loads them, in the network without its final
+  squash; an ONNX file's from the file itself with its final Softmax or Sigmoid made an
+  Identity;
 * ``pairs``: each pair's max absolute and relative difference, argmax agreement, tolerance and
   why that tolerance, and pass or fail.
 
@@ -76,6 +80,49 @@ _STACKS = {
 _ACROSS = "float32 across runtimes: two frameworks sum in different orders"
 _SAME = "the same runtime, versions and machine: the same bits"
 _MOVED = "the same runtime on other versions or another machine: float32 rounding may differ"
+
+
+def native_logits(backend: Any, model: Any, plan: Any) -> Callable[[Any], Any]:
+    """A function of a batch giving ``model``'s logits (see the module doc)."""
+    from specnet.shapes import logits_plan
+
+    head = logits_plan(plan)
+    if head is plan:
+        return lambda x: backend.predict(model, x)
+    logits = backend.build(head)
+    backend.set_weights(logits, head, backend.get_weights(model, plan))
+    return lambda x: backend.predict(logits, x)
+
+
+def onnx_logits(model: Any) -> Any:
+    """A copy of an ONNX ModelProto whose final Softmax or Sigmoid (the node writing
+    ``output``) is an Identity."""
+    onnx = require("onnx")
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if "output" in node.output and node.op_type in ("Softmax", "Sigmoid"):
+            node.op_type = "Identity"
+            del node.attribute[:]
+    return copy
+
+
+def onnx_runner(model: Any) -> Callable[[Any], Any]:
+    """The logits of an exported ONNX file in ONNX Runtime, in the file's own layout."""
+    from specnet.backends.onnx import ort_session, run_session
+
+    layout = {p.key: p.value for p in model.metadata_props}.get("layout", "nhwc")
+    session = ort_session(onnx_logits(model))
+    return lambda x: run_session(session, x, layout)
+
+
+def direct_runner(plan: Any, weights: Any) -> Callable[[Any], Any]:
+    """specnet's direct ONNX graph of the logits in ONNX Runtime."""
+    from specnet.backends.onnx import build_graph, ort_session, run_session
+    from specnet.shapes import logits_plan
+
+    session = ort_session(build_graph(logits_plan(plan), weights, "nhwc"))
+    return lambda x: run_session(session, x, "nhwc")
 
 
 def _stack(runtime: str) -> str:
@@ -154,8 +201,8 @@ def compare(got: Any, reference: Any, exact: bool = False) -> Comparison:
     worst = float(diff.max()) if diff.size else 0.0
     rel = float((diff / np.maximum(np.abs(b), ATOL)).max()) if diff.size else 0.0
     flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    if flat_a.shape[1] == 1:  # one sigmoid unit (its probability): the decision p > 0.5
-        agree = float(((flat_a[:, 0] > 0.5) == (flat_b[:, 0] > 0.5)).mean())
+    if flat_a.shape[1] == 1:  # one sigmoid unit (its logit): the decision logit > 0
+        agree = float(((flat_a[:, 0] > 0) == (flat_b[:, 0] > 0)).mean())
     else:
         agree = float((flat_a.argmax(1) == flat_b.argmax(1)).mean())
     if exact:
@@ -433,16 +480,13 @@ def _onnx_certificate(path: Path) -> str | None:
 
 def _rerun(name: str, file: str | None, folder: Path, plan: Any, weights: Any) -> Any:
     from specnet.backends import get_backend
-    from specnet.backends.onnx import build_graph, ort_session, read_onnx, run_session
+    from specnet.backends.onnx import read_onnx
 
     x = input_batch(plan.input_shape)
     if name == "onnx":
-        return run_session(ort_session(build_graph(plan, weights, "nhwc")), x, "nhwc")
-    if name.startswith("ort:"):
-        assert file is not None
-        model = read_onnx(folder / file)
-        layout = {p.key: p.value for p in model.metadata_props}.get("layout", "nhwc")
-        return run_session(ort_session(model), x, layout)
-    backend = get_backend(name)
+        return direct_runner(plan, weights)(x)
     assert file is not None
-    return backend.predict(backend.load_native(folder / file, plan), x)
+    if name.startswith("ort:"):
+        return onnx_runner(read_onnx(folder / file))(x)
+    backend = get_backend(name)
+    return native_logits(backend, backend.load_native(folder / file, plan), plan)(x)

@@ -325,7 +325,7 @@ def export(
     prop = model.metadata_props.add()
     prop.key, prop.value = "parity_certificate", base["base_sha256"]
     atomic_write_bytes(target, model.SerializeToString(), overwrite=True)
-    _certify_export(opened, base, target, model, layout)
+    _certify_export(opened, base, target, model)
     say(f"export [3/3] wrote {target}")
     return target
 
@@ -335,7 +335,7 @@ def _base_certificate(opened: Any) -> dict[str, Any]:
     of the native models in the folder and the direct graph (a training run, an older build),
     which is written only with the exported file's entry (see :func:`_certify_export`)."""
     from specnet.backends import BACKENDS
-    from specnet.certificate import certify, read_certificate
+    from specnet.certificate import certify, direct_runner, native_logits, read_certificate
     from specnet.rundir import spec_fingerprint, weights_digest
 
     folder, plan, weights = opened.folder, opened.plan, opened.weights
@@ -355,34 +355,30 @@ def _base_certificate(opened: Any) -> dict[str, Any]:
             native = backend.load_native(folder / backend.native_file, plan)
         except RuntimeFailure:
             continue  # its framework is not installed here
-        runners[name] = (backend.native_file, lambda x, b=backend, m=native: b.predict(m, x))
-    session = ort_session(build_graph(plan, weights, "nhwc"))
-    runners["onnx"] = (None, lambda x: run_session(session, x, "nhwc"))
+        runners[name] = (backend.native_file, native_logits(backend, native, plan))
+    runners["onnx"] = (None, direct_runner(plan, weights))
     return certify(
         folder, plan, weights, runners, fingerprint=fingerprint, weights_sha256=digest, write=False
     )
 
 
-def _certify_export(
-    opened: Any, base: dict[str, Any], target: Path, model: Any, layout: str
-) -> None:
+def _certify_export(opened: Any, base: dict[str, Any], target: Path, model: Any) -> None:
     """Add the exported file to the folder's certificate and card when it lies in the folder
     (a file exported elsewhere carries the certificate's digest, not an entry)."""
     from specnet.card import write_card
-    from specnet.certificate import certify
+    from specnet.certificate import certify, onnx_runner
 
     folder = opened.folder.resolve()
     try:
         relative = target.resolve().relative_to(folder)
     except ValueError:
         return
-    session = ort_session(model)
     kept = {k: v for k, v in base["runtimes"].items() if k != f"ort:{relative}"}
     certificate = certify(
         opened.folder,
         opened.plan,
         opened.weights,
-        {f"ort:{relative}": (str(relative), lambda x: run_session(session, x, layout))},
+        {f"ort:{relative}": (str(relative), onnx_runner(model))},
         fingerprint=base["spec_fingerprint"],
         weights_sha256=base["weights_sha256"],
         keep=kept,

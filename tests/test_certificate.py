@@ -17,7 +17,7 @@ import pytest
 
 import tests.numpy_reference as ref
 from specnet.certificate import _decode, base_digest, input_batch
-from specnet.shapes import infer
+from specnet.shapes import infer, logits_plan
 from specnet.spec import load_spec
 from specnet.weights import read_safetensors
 from tests.conftest import ROOT
@@ -51,10 +51,15 @@ def test_the_certificate_records_what_numpy_computes(built: Path) -> None:
     x = input_batch(plan.input_shape)
     assert certificate["input"]["shape"] == [4, 32, 32, 3]
     assert np.array_equal(x, np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
-    want = ref.network(plan.spec.resolved()["layers"], weights, x)
+    # the logits: the network without its final softmax, as parity compares
+    want = ref.network(logits_plan(plan).spec.resolved()["layers"], weights, x)
+    probabilities = ref.network(plan.spec.resolved()["layers"], weights, x)
     assert set(certificate["runtimes"]) == {"torch", "onnx", "ort:model.onnx"}
     for name, entry in certificate["runtimes"].items():
-        assert_agree(_decode(entry["outputs"]), want, f"recorded outputs of {name}")
+        logits = _decode(entry["outputs"])
+        assert_agree(logits, want, f"recorded logits of {name}")
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        assert_agree(e / e.sum(1, keepdims=True), probabilities, f"softmax of {name}'s logits")
     assert certificate["runtimes"]["torch"]["versions"]["torch"].startswith("2.13.0")
     pairs = {(p["a"], p["b"]): p for p in certificate["pairs"]}
     assert len(pairs) == 3
