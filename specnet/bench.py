@@ -9,7 +9,10 @@ their spread (± half the interquartile range; half the range under four rounds)
 timing, each runtime runs its warm-up calls (graph tracing, oneDNN's kernel choice, ONNX
 Runtime's allocation). Memory is the resident memory (RSS) the process gained while setting the
 runtime up and warming it: its model, its framework's first allocations (an import already made
-by an earlier runtime is not counted again, so read it as an order of magnitude).
+by an earlier runtime is not counted again, so read it as an order of magnitude). An ONNX
+file is converted before that window opens — tf2onnx's working memory is the converter's, not
+ONNX Runtime's — and memory an earlier runtime handed back, which would make the difference
+negative, counts as none added.
 
 Weights are the build's, or seeded initializers for a SPEC; inputs are uniform [0, 1) images.
 """
@@ -155,8 +158,18 @@ class BenchReport:
         return "\n".join(lines)
 
 
+def _convert(name: str, plan: Plan, weights: Any) -> Any:
+    """The ONNX model of an ``ort:`` runtime (made before its memory is measured: a
+    converter's working memory is not the runtime's), else None."""
+    if not name.startswith("ort:"):
+        return None
+    from specnet.export import native_onnx
+
+    return native_onnx(plan, weights, name[4:], "nhwc", 18)
+
+
 def _setup(
-    name: str, plan: Plan, weights: Any, batch: int
+    name: str, plan: Plan, weights: Any, batch: int, converted: Any = None
 ) -> tuple[Callable[[Any], Any], Callable[[Any], Any] | None]:
     """(a function of a batch-1 input, of a batch-N input) for ``name``; training runtimes
     have no batch-1 call."""
@@ -169,9 +182,8 @@ def _setup(
         return (lambda x: backend.predict(model, x)), (lambda x: backend.predict(model, x))
     if name.startswith("ort:"):
         from specnet.backends.onnx import ort_session, run_session
-        from specnet.export import native_onnx
 
-        session = ort_session(native_onnx(plan, weights, name[4:], "nhwc", 18))
+        session = ort_session(converted)
         return (lambda x: run_session(session, x, "nhwc")), (
             lambda x: run_session(session, x, "nhwc")
         )
@@ -226,10 +238,11 @@ def bench(
     report = BenchReport(str(target), batch, rounds, [])
     calls: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any] | None]] = {}
     for name in chosen:
-        gc.collect()
-        before = _rss()
         try:
-            first, second = _setup(name, plan, weights, batch)
+            converted = _convert(name, plan, weights)
+            gc.collect()
+            before = _rss()
+            first, second = _setup(name, plan, weights, batch, converted)
             if second is None:  # training: warm up on the batch
                 first(many)
                 first(many)
@@ -247,7 +260,8 @@ def bench(
                 continue
             raise
         calls[name] = (first, second)
-        report.rows.append(Row(name, memory_mb=(_rss() - before) / 2**20))
+        # memory an earlier runtime let go of can make the difference negative: none added
+        report.rows.append(Row(name, memory_mb=max(0.0, (_rss() - before) / 2**20)))
         say(f"bench: {name} ready")
     rows = {row.runtime: row for row in report.rows}
     for r in range(rounds):

@@ -95,10 +95,10 @@ def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.nd
         want = np.asarray(keras.predict(model, x))
     except tf.errors.AbortedError as exc:
         # TensorFlow 2.21's oneDNN: "could not create a primitive descriptor for the reorder
-        # primitive" — a crash, not a wrong answer, on tiny images with a size-1 axis and one
-        # channel (Conv2D, AveragePooling2D(1), SeparableConv2D on 7×1×1: every time in a fresh
-        # process), and after thousands of models in one process for others. Not worked around
-        # yet (README, "What the campaigns found"): counted in the report, the network dropped
+        # primitive" — a crash, not a wrong answer. The case the campaigns found (a one-channel
+        # 1×1 SeparableConv2D fused by the remapper) is worked around in the backend
+        # (keras._one_channel_pointwise); should another shape reach the same bug, the network
+        # is counted in the report and dropped rather than stopping a long campaign
         if "primitive descriptor" not in str(exc):
             raise
         COVERED["runs"]["dropped: TensorFlow's oneDNN aborted"] += 1
