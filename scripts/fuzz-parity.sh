@@ -38,6 +38,10 @@ print("\n| layer kind | drawn |\n|---|---|")
 for kind, count in data.get("kinds", {}).items():
     print(f"| {kind} | {count:,} |")
 print(f"\n{len(data.get('fields', {}))} distinct field values drawn.\n")
+if data.get("aborted"):
+    print("## Networks TensorFlow's oneDNN aborted on (the first five)\n")
+    for spec in data["aborted"]:
+        print("```json\n" + json.dumps(spec) + "\n```\n")
 failures = re.findall(r"(?ms)^(_{5,} test_\w+ _{5,}.*?)(?=^_{5,} |^=+ short test summary)", text)
 print(f"## Failures: {len(failures)}\n")
 for failure in failures:

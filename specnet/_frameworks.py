@@ -30,6 +30,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plots"),
     "PIL": ("Pillow", "data"),
     "sklearn": ("scikit-learn", "data"),
+    "h5py": ("h5py", "import"),
 }
 
 

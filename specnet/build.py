@@ -44,7 +44,13 @@ from specnet.rundir import (
 )
 from specnet.shapes import Limits, Plan, class_names_of, infer, summary_text
 from specnet.spec import Spec, as_spec
-from specnet.weights import check_classes, init_weights, load_weights, save_weights
+from specnet.weights import (
+    check_classes,
+    check_weights,
+    init_weights,
+    load_weights,
+    save_weights,
+)
 
 if TYPE_CHECKING:
     from specnet.weights import Weights
@@ -65,7 +71,7 @@ class BuildResult:
     """What ``build`` made: the plan, the live model, and the files written."""
 
     plan: Plan
-    backend: str
+    backend: str | None  # None: no native model (an import without --backend)
     model: object
     out: Path
     files: tuple[Path, ...]
@@ -84,26 +90,38 @@ def resolved_yaml(plan: Plan, source: str) -> str:
 
 def build(
     spec_path: str | Path | Spec,
-    backend: str = "keras",
+    backend: str | None = "keras",
     *,
     out: str | Path | None = None,
     seed: int | None = None,
-    weights: str | Path | None = None,
+    weights: str | Path | Weights | None = None,
     force: bool = False,
     emit_source: str | Path | None = None,
     limits: Limits | None = None,
+    origin: str | None = None,
+    extra: dict[str, Any] | None = None,
+    texts: dict[str, str] | None = None,
 ) -> BuildResult:
     """Build ``spec_path`` (a file or a :class:`Spec`) with ``backend`` and write its build
     directory.
 
-    Weights are ``weights`` (a canonical file or a build/run directory, from any backend) or, by
-    default, drawn from the spec's initializers with ``seed`` (default: the spec's train seed).
+    Weights are ``weights`` (a canonical file or a build/run directory, from any backend, or
+    canonical arrays already in memory, described by ``origin``) or, by default, drawn from the
+    spec's initializers with ``seed`` (default: the spec's train seed). ``backend=None`` writes
+    no native model (``specnet import`` without ``--backend``: the folder needs no framework).
+    ``extra`` adds fields to ``specnet.json``; ``texts`` adds files (name → text), never
+    replacing one of yours.
     """
     spec, spec_file, _ = as_spec(spec_path)
     plan = infer(spec, limits)
-    chosen = get_backend(backend)
-    model = chosen.build(plan)  # first: a missing framework must fail before anything is written
-    if weights is not None:
+    chosen = get_backend(backend) if backend is not None else None
+    # first: a missing framework must fail before anything is written
+    model = chosen.build(plan) if chosen is not None else None
+    if isinstance(weights, dict):
+        canonical = check_weights(plan, weights, origin or "weights")
+        origin = origin or "imported weights"
+        source_run = None
+    elif weights is not None:
         source = resolve_weights_path(Path(weights))
         canonical = load_weights(source, plan)
         recorded = check_classes(source, spec.class_names)
@@ -119,7 +137,8 @@ def build(
     folder = claim(
         Path(out or Path("build") / plan.name), kind="build", spec=plan.name, force=force
     )
-    chosen.set_weights(model, plan, canonical)
+    if chosen is not None:
+        chosen.set_weights(model, plan, canonical)
     classes = class_names_of(plan)
     identity: dict[str, object] = {
         "spec_fingerprint": spec_fingerprint(plan.spec),
@@ -132,10 +151,16 @@ def build(
     # killed at any moment leaves the previous build whole (see rundir.staged)
     derived = {get_backend(other).native_file for other in BACKENDS} | {"model.onnx"}
     derived -= set(kept.values())
-    names = [SPEC_FILE, WEIGHTS_FILE, chosen.native_file, "summary.txt", *kept.values()]
-    theirs = _not_ours(folder, (CARD, PICTURE))  # a README.md of yours stays yours
-    notes += [f"kept your {folder / name}: the model card goes there otherwise" for name in theirs]
-    names += [CERTIFICATE, *(name for name in (CARD, PICTURE) if name not in theirs)]
+    natives = [chosen.native_file] if chosen is not None else []
+    names = [SPEC_FILE, WEIGHTS_FILE, *natives, "summary.txt", *kept.values()]
+    texts = dict(texts or {})
+    theirs = _not_ours(folder, (CARD, PICTURE, *texts))  # a README.md of yours stays yours
+    what = {CARD: "the model card", PICTURE: "the picture"}
+    notes += [
+        f"kept your {folder / name}: {what.get(name, f'specnet’s {name}')} goes there otherwise"
+        for name in sorted(theirs)
+    ]
+    names += [CERTIFICATE, *(name for name in (CARD, PICTURE, *texts) if name not in theirs)]
     with staged(folder, replaces=derived) as stage:
         atomic_write_text(stage / SPEC_FILE, resolved_yaml(plan, spec_file), overwrite=True)
         save_weights(
@@ -149,8 +174,12 @@ def build(
                 "class_names": json.dumps(classes),
             },
         )
-        chosen.save_native(model, stage / chosen.native_file, plan)
+        if chosen is not None:
+            chosen.save_native(model, stage / chosen.native_file, plan)
         atomic_write_text(stage / "summary.txt", summary_text(plan) + "\n", overwrite=True)
+        for name, text in texts.items():
+            if name not in theirs:
+                atomic_write_text(stage / name, text, overwrite=True)
         certificate = _certify(stage, folder, plan, canonical, chosen, model, kept, identity)
         if not certificate["ok"]:
             notes.append(_failed(certificate))
@@ -160,14 +189,15 @@ def build(
             kind="build",
             spec=plan.name,
             spec_file=spec_file,
-            backend=backend,
-            backends=sorted({backend, *kept} - {"onnx"}),
+            **({"backend": backend} if backend is not None else {}),
+            backends=sorted((({str(backend)} if natives else set()) | set(kept)) - {"onnx"}),
             weights=origin,
             **identity,
+            **(extra or {}),
             files=sorted(set(names)),
         )
     files = [folder / name for name in names]
-    if emit_source is not None:
+    if emit_source is not None and chosen is not None:
         files.append(
             atomic_write_text(Path(emit_source), chosen.emit_source(plan), overwrite=force)
         )
@@ -180,7 +210,7 @@ def _certify(
     folder: Path,
     plan: Plan,
     weights: Weights,
-    chosen: Backend,
+    chosen: Backend | None,
     model: object,
     kept: dict[str, str],
     identity: dict[str, object],
@@ -192,7 +222,9 @@ def _certify(
     from specnet.certificate import direct_runner, native_logits, onnx_runner
 
     runners: dict[str, Any] = {}
-    if chosen.name == "onnx":
+    if chosen is None:
+        pass  # no native model (an import without --backend)
+    elif chosen.name == "onnx":
         native = onnx_runner(read_onnx(stage / chosen.native_file))
         runners[f"ort:{chosen.native_file}"] = (chosen.native_file, native)
     else:
@@ -207,7 +239,7 @@ def _certify(
         keep = {
             name: entry
             for name, entry in old["runtimes"].items()
-            if entry.get("file") in files and name != chosen.name
+            if entry.get("file") in files and (chosen is None or name != chosen.name)
         }
     return certify(
         stage,
@@ -239,6 +271,11 @@ def _old_certificate(folder: Path) -> dict[str, Any] | None:
 def _failed(certificate: dict[str, Any]) -> str:
     pairs = certificate["pairs"]
     if not pairs:
+        if list(certificate.get("runtimes", {})) == ["onnx"]:
+            return (
+                "parity.json: one runtime (specnet's direct ONNX graph), nothing to compare it "
+                "with; --backend keras|torch adds a native model"
+            )
         return "parity.json: one runtime ran (ONNX Runtime is not installed), nothing compared"
     bad = [f"{p['a']} vs {p['b']} (max |a - b| {p['max_abs']:.1e})" for p in pairs if not p["ok"]]
     return (
@@ -248,7 +285,7 @@ def _failed(certificate: dict[str, Any]) -> str:
 
 
 def _other_natives(
-    folder: Path, backend: str, identity: dict[str, object]
+    folder: Path, backend: str | None, identity: dict[str, object]
 ) -> tuple[dict[str, str], list[str]]:
     """The other backends' native models in ``folder`` that a rebuild keeps (backend → file):
     those built from the same spec and weights; and a note for each one that goes."""

@@ -44,6 +44,7 @@ examples (they work anywhere: the example specs ship with specnet):
   specnet predict runs/seed_cnn/torch-1 photos/ --format csv   classify a folder of images
   specnet export --onnx                        export the most recent build or run
   specnet parity net.yaml                      Keras, PyTorch, ONNX Runtime: the same function?
+  specnet import model.json --weights w.h5     an old Keras (or ONNX) model as a spec and build
   specnet verify build/seed_cnn                re-check the build's parity certificate here
   specnet plot net.yaml -o net.svg             a picture of the network (.svg or .png)
   specnet diff net.yaml build/seed_cnn         layers, fields, shapes and weights that changed
@@ -395,6 +396,31 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from specnet.importers import import_model
+
+    result = import_model(
+        args.source,
+        weights=args.weights,
+        out=args.out,
+        kernel_convention=args.kernel_convention,
+        backend=args.backend,
+        force=args.force,
+        limits=_limits(args),
+    )
+    for note in result.notes:
+        print(f"specnet: {note}", file=sys.stderr)
+    plan = result.plan
+    convention = f", kernels: {result.convention}" if result.convention else ""
+    print(
+        f"imported {plan.name} ({result.source_format}{convention}): {len(plan.layers)} layers, "
+        f"{plan.total_params:,} params, input {plan.input_shape}, output {plan.output_shape}"
+    )
+    for path in result.files:
+        print(f"  {path}")
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from specnet.diagram import plot
 
@@ -496,6 +522,9 @@ VERB_EXAMPLES = {
     "predict": "specnet predict runs/seed_cnn/torch-1 photos/ --format csv --top-k 2",
     "export": "specnet export runs/seed_cnn/torch-1 --onnx --via direct -o model.onnx",
     "parity": "specnet parity net.yaml --backends keras,torch,onnx",
+    "import": "specnet import my_model.json --weights my_model_weights.h5 -o build/my_model\n"
+    "  specnet import model.h5\n"
+    "  specnet import old_theano.json --weights w.h5 --kernel-convention theano",
     "verify": "specnet verify build/seed_cnn --json",
     "plot": "specnet plot specs/applications/resnet50.yaml -o resnet50.svg --collapse-blocks",
     "diff": "specnet diff build/seed_cnn runs/seed_cnn/torch-1",
@@ -864,6 +893,35 @@ def _parser() -> argparse.ArgumentParser:
     parity.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parity.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parity.set_defaults(handler=_cmd_parity)
+
+    imp = _verb(
+        verbs,
+        "import",
+        "turn a Keras or ONNX model file into a spec and a build directory",
+        "Import SOURCE — a Keras 1/2/3 JSON config (with --weights: a Keras 1/2 save_weights "
+        "HDF5 or a Keras 3 .weights.h5), a full-model .h5, a .keras archive or an ONNX file — "
+        "into a build directory (spec, canonical weights, summary, certificate) that export, "
+        "predict, evaluate, parity and build --weights accept, with spec.yaml as a person would "
+        "write it. Needs no TensorFlow or Keras; never runs code from the file.",
+    )
+    imp.add_argument("source", metavar="SOURCE", help="the model file")
+    imp.add_argument("--weights", metavar="FILE", help="the weights of a JSON config (HDF5)")
+    _add_out(imp, "DIR", "build directory (default: build/<model name>)")
+    imp.add_argument(
+        "--kernel-convention",
+        choices=["theano", "tensorflow"],
+        help="which backend wrote the weights, where the file does not say: Theano's "
+        "kernels are flipped and its 'same' padding differs",
+    )
+    imp.add_argument(
+        "--backend",
+        choices=["keras", "torch", "onnx"],
+        help="also build this framework's native model (default: none; the folder needs no "
+        "framework)",
+    )
+    imp.add_argument("--force", action="store_true", help="replace what the output folder holds")
+    _add_limits(imp)
+    imp.set_defaults(handler=_cmd_import)
 
     verify = _verb(
         verbs,

@@ -64,7 +64,13 @@ def open_run(folder: str | Path, backend: str | None = None) -> Run:
     names = marker.get("class_names") or class_names_of(plan)
     weights = load_weights(folder / WEIGHTS_FILE, plan)
     return Run(
-        folder, plan, weights, backend or marker.get("backend", "keras"), list(names), marker
+        folder,
+        plan,
+        weights,
+        # an import built no native model: ONNX Runtime on the direct graph needs no framework
+        backend or marker.get("backend") or ("onnx" if "imported" in marker else "keras"),
+        list(names),
+        marker,
     )
 
 
