@@ -633,8 +633,8 @@ def _activation(state: _State, layer: KLayer, value: Any, field: str = "activati
             "relu6(x + 3) / 6, another function",
             field,
         )
-    if name == "leaky_relu":
-        return "leaky_relu"
+    if name in ("leaky_relu", "hard_sigmoid"):  # leaky_relu: slope 0.2 in every Keras
+        return name
     if name not in _ACTIVATIONS:
         _refuse(state, layer, f"activation {name!r} is not one specnet has", field)
     return _ACTIVATIONS[name]
@@ -733,6 +733,25 @@ def _expect_order(state: _State, layer: KLayer, got: str, want: str) -> None:
     _refuse(state, layer, f"it needs an image (h, w, c) input, but reads a {got} vector")
 
 
+_CONV_INIT = (("kernel_initializer", "glorot_uniform"), ("bias_initializer", "zeros"))
+_DEPTHWISE_INIT = (("depthwise_initializer", "glorot_uniform"), ("bias_initializer", "zeros"))
+_NORM_INIT = (("beta_initializer", "zeros"), ("gamma_initializer", "ones"))
+#: a spec kind → its initializer fields and their defaults
+_INITIALIZER_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Conv2D": _CONV_INIT,
+    "Dense": _CONV_INIT,
+    "Conv2DTranspose": _CONV_INIT,
+    "DepthwiseConv2D": _DEPTHWISE_INIT,
+    "SeparableConv2D": (*_DEPTHWISE_INIT, ("pointwise_initializer", "glorot_uniform")),
+    "BatchNormalization": (
+        *_NORM_INIT,
+        ("moving_mean_initializer", "zeros"),
+        ("moving_variance_initializer", "ones"),
+    ),
+    "LayerNormalization": _NORM_INIT,
+}
+
+
 def _add(
     state: _State, layer: KLayer, spec_layer: dict[str, Any], order: str, rule: bool = False
 ) -> str:
@@ -745,6 +764,14 @@ def _add(
     state.layers.append(item)
     state.spec_of[layer.name] = name
     state.order[layer.name] = order
+    for key, default in _INITIALIZER_FIELDS.get(spec_layer["type"], ()):
+        found = layer.config.get(key)
+        if found is None and key == "kernel_initializer":
+            found = layer.config.get("init")  # Keras 1
+        if found is not None:
+            chosen = _initializer(state, layer, found, default)
+            if chosen != default:
+                item[key] = chosen
     if order == "flat_chw" and layer.inputs[0] in state.flat_source:  # Dropout, Activation
         state.flat_source[layer.name] = state.flat_source[layer.inputs[0]]
     if rule:
@@ -770,10 +797,6 @@ def _conv_common(state: _State, layer: KLayer) -> tuple[dict[str, Any], str]:
     if _pair2(dilation) != (1, 1):
         out["dilation_rate"] = _pair(dilation)
     activation = _activation(state, layer, c.get("activation"))
-    if activation == "leaky_relu":
-        _refuse(
-            state, layer, "a fused leaky_relu activation; specnet's slope differs", "activation"
-        )
     if activation not in (None, "linear"):
         out["activation"] = activation
     if c.get("use_bias", c.get("bias", True)) is False:
@@ -812,17 +835,12 @@ def _translate_layer(state: _State, layer: KLayer) -> None:
     if cls in ("Conv2D", "Convolution2D", "AtrousConvolution2D"):
         out, order = _conv_common(state, layer)
         filters = _get(c, "filters", "nb_filter")
-        kernel_init = _initializer(
-            state, layer, c.get("kernel_initializer", c.get("init")), "glorot_uniform"
-        )
         spec = {
             "type": "Conv2D",
             "filters": int(filters),
             "kernel_size": _kernel_size(layer),
             **out,
         }
-        if kernel_init != "glorot_uniform":
-            spec["kernel_initializer"] = kernel_init
         name = _add(state, layer, spec, order, rule=True)
         state.rules[name].kernel_channels_first = keras1_th
         if out.get("padding") == "same":
@@ -951,19 +969,10 @@ def _translate_layer(state: _State, layer: KLayer) -> None:
         units = int(c.get("units", c.get("output_dim", 0)))
         spec = {"type": "Dense", "units": units}
         activation = _activation(state, layer, c.get("activation"))
-        if activation == "leaky_relu":
-            _refuse(
-                state, layer, "a fused leaky_relu activation; specnet's slope differs", "activation"
-            )
         if activation not in (None, "linear"):
             spec["activation"] = activation
         if c.get("use_bias", c.get("bias", True)) is False:
             spec["use_bias"] = False
-        init = _initializer(
-            state, layer, c.get("kernel_initializer", c.get("init")), "glorot_uniform"
-        )
-        if init != "glorot_uniform":
-            spec["kernel_initializer"] = init
         name = _add(state, layer, spec, "flat", rule=True)
         if got == "flat_chw":
             state.rules[name].rows_chw = state.flat_source[layer.inputs[0]]
@@ -975,10 +984,7 @@ def _translate_layer(state: _State, layer: KLayer) -> None:
             _refuse(
                 state, layer, "a softmax over the last axis of a channels-first image (its width)"
             )
-        if activation == "leaky_relu":
-            _add(state, layer, {"type": "ReLU", "negative_slope": 0.2}, got)
-        else:
-            _add(state, layer, {"type": "Activation", "activation": activation}, got)
+        _add(state, layer, {"type": "Activation", "activation": activation}, got)
     elif cls == "ReLU":
         spec = {"type": "ReLU"}
         if c.get("max_value") is not None:

@@ -76,7 +76,12 @@ class _Translator:
         )
 
     def name_for(self, node: Any, prefix: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", node.name)[:56] if node.name else ""
+        """The layer's name: from the node's (``conv2d/Conv`` from specnet or PyTorch,
+        ``sequential/conv2d/BiasAdd`` from tf2onnx: the part naming the layer), else Keras's
+        automatic name for the kind."""
+        parts = [part for part in node.name.split("/") if part]
+        base = parts[-2] if len(parts) >= 2 else (parts[0] if parts else "")
+        base = re.sub(r"[^A-Za-z0-9_]", "_", base)[:56]
         if not base or not re.match(r"[A-Za-z_]", base):
             n = self.counts.get(prefix, 0)
             self.counts[prefix] = n + 1
@@ -177,7 +182,9 @@ class _Translator:
                 "the output is an NCHW image: the spec's output is its (h, w, c) view"
             )
         items = [layer.item for layer in self.layers]
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", graph.name or self.path.stem)[:64] or "imported"
+        props = {p.key: p.value for p in self.model.metadata_props}  # specnet's own files
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", props.get("spec") or graph.name or self.path.stem)
+        name = name[:64] or "imported"
         if not re.match(r"[A-Za-z_]", name):
             name = f"m_{name}"[:64]
         spec = {"name": name, "input_shape": input_shape, "layers": items}
@@ -328,6 +335,8 @@ class _Translator:
         }
         if op in activations:
             source = self.value(node)
+            if self.fuse(node, source, activations[op]):
+                return
             layer = self.add(
                 node, "activation", {"type": "Activation", "activation": activations[op]}, source
             )
@@ -457,6 +466,30 @@ class _Translator:
             self.out(node, layer.item["name"], "nchw")
             return
         self.fail(node, f"specnet has no equal for {op}")
+
+    def by_name(self) -> dict[str, _Layer]:
+        return {layer.item["name"]: layer for layer in self.layers}
+
+    def fuse(self, node: Any, source: _Value, activation: str) -> bool:
+        """An activation node made by the layer before it (``stem/Conv`` then ``stem/Relu``,
+        as specnet and tf2onnx name a Conv2D with ``activation: relu``) is that layer's."""
+        layer = self.by_name().get(source.producer)
+        parts = [part for part in node.name.split("/") if part]
+        if (
+            layer is None
+            or len(parts) < 2
+            or layer.item["name"] != source.producer
+            or re.sub(r"[^A-Za-z0-9_]", "_", parts[-2]) != source.producer
+            or layer.item["type"] not in ("Conv2D", "DepthwiseConv2D", "Dense")
+            or "activation" in layer.item
+            or self.uses.get(node.input[0], 0) != 1
+        ):
+            return False
+        layer.item["activation"] = activation
+        self.values[node.output[0]] = _Value(
+            source.producer, source.layout, self.shapes.get(node.output[0])
+        )
+        return True
 
     def opset(self) -> int:
         return max(
@@ -652,7 +685,7 @@ class _Translator:
 
     def fold_bias(self, node: Any, source: _Value, c: Any) -> bool:
         """An Add of a per-channel constant to a Conv or Dense without bias: its bias."""
-        layer = self.layers[-1] if self.layers else None
+        layer = self.by_name().get(source.producer)
         data = next(name for name in node.input if name in self.values)
         if layer is None or layer.item["name"] != source.producer or self.uses.get(data, 0) != 1:
             return False
