@@ -67,7 +67,9 @@ ABORTED: list[dict[str, Any]] = []
 
 def _write_report() -> None:
     if REPORT:
-        data: dict[str, Any] = {key: dict(counter.most_common()) for key, counter in COVERED.items()}
+        data: dict[str, Any] = {
+            key: dict(counter.most_common()) for key, counter in COVERED.items()
+        }
         data["aborted"] = ABORTED[:5]
         Path(REPORT).write_text(json.dumps(data, indent=1) + "\n")
 

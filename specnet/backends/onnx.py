@@ -275,7 +275,10 @@ def _batch_norm(layer: BatchNormalization, step: PlanLayer, opset: int) -> list[
     scale = f"{name}.gamma" if layer.scale else f"ones/{c}"
     shift = f"{name}.beta" if layer.center else f"zeros/{c}"
     statistics = [f"{name}.moving_mean", f"{name}.moving_variance"]
-    return [("BatchNormalization", [scale, shift, *statistics], {"epsilon": layer.epsilon})]
+    # momentum does nothing at inference; it is written so that the file says what the
+    # layer is (specnet import reads it back)
+    attrs = {"epsilon": layer.epsilon, "momentum": layer.momentum}
+    return [("BatchNormalization", [scale, shift, *statistics], attrs)]
 
 
 def _zero_padding(layer: ZeroPadding2D, step: PlanLayer, opset: int) -> list[Node]:

@@ -353,7 +353,7 @@ class _Translator:
             ):
                 item = {"type": "Activation", "activation": "selu"}
             elif op == "LeakyRelu":
-                item = {"type": "ReLU", "negative_slope": float(a.get("alpha", 0.01))}
+                item = {"type": "ReLU", "negative_slope": _f32(a.get("alpha", 0.01))}
             elif (
                 op == "HardSigmoid"
                 and abs(a.get("alpha", 0.2) - 1 / 6) < 1e-6
@@ -391,6 +391,8 @@ class _Translator:
                 )
             if source.layout == "flat_chw":
                 self.fail(node, "a softmax of a vector flattened channels first")
+            if self.fuse(node, source, "softmax"):
+                return
             layer = self.add(
                 node, "activation", {"type": "Activation", "activation": "softmax"}, source
             )
@@ -415,8 +417,8 @@ class _Translator:
                 self.fail(node, f"a BatchNormalization of a {source.layout} tensor")
             scale, bias, mean, var = (self.const(node, i) for i in range(1, 5))
             item = {"type": "BatchNormalization"}
-            eps = float(a.get("epsilon", 1e-5))
-            momentum = float(a.get("momentum", 0.9))
+            eps = _f32(a.get("epsilon", 1e-5))
+            momentum = _f32(a.get("momentum", 0.9))
             item["epsilon"] = eps
             item["momentum"] = momentum
             layer = self.add(node, "batch_normalization", item, source)
@@ -770,6 +772,18 @@ class _Translator:
         if source.layout in ("flat", "flat_chw"):
             self.values[node.output[0]] = source
             return
+        producer = self.by_name().get(source.producer)
+        parts = [part for part in node.name.split("/") if part]
+        if (
+            producer is not None
+            and producer.item.get("keepdims")
+            and len(parts) >= 2
+            and re.sub(r"[^A-Za-z0-9_]", "_", parts[-2]) == source.producer
+            and self.uses.get(node.input[0], 0) == 1
+        ):  # a global pooling's own squeeze (keepdims: false), as specnet exports it
+            del producer.item["keepdims"]
+            self.out(node, source.producer, "flat")
+            return
         shape = source.shape or self.shapes.get(node.input[0])
         ones = (
             shape is not None
@@ -784,6 +798,12 @@ class _Translator:
         self.out(node, layer.item["name"], layout)
         if layout == "flat_chw":
             self.flat_sources[node.output[0]] = layer.item["name"]
+
+
+def _f32(value: Any) -> float:
+    """An ONNX float attribute (float32) as the shortest decimal that is that float32: the
+    0.001 a spec wrote, not 0.0010000000474974513."""
+    return float(str(require("numpy").float32(value)))
 
 
 def _snake(kind: str) -> str:
