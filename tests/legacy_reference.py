@@ -30,7 +30,7 @@ def conv_chw(
     stride: tuple[int, int] = (1, 1),
     theano: bool = False,
 ) -> np.ndarray:
-    out_c, in_c, kh, kw = kernel_oihw.shape
+    _, in_c, kh, kw = kernel_oihw.shape
     assert x.shape[0] == in_c
     kernel = kernel_oihw[:, :, ::-1, ::-1] if theano else kernel_oihw
     _, h, w = x.shape

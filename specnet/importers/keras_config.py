@@ -474,6 +474,15 @@ def _pair2(value: Any) -> tuple[int, int]:
     return int(value), int(value)
 
 
+#: what a config with a missing or mistyped field raises while it is read
+_MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
+
+
+def _why(exc: Exception) -> str:
+    what = f"no field {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+    return f"{type(exc).__name__}: {what}"[:200]
+
+
 #: the names Keras gives a model nobody named: the file's name says more
 _GENERIC = re.compile(r"(sequential|model|functional)(_\d+)?")
 
@@ -481,12 +490,18 @@ _GENERIC = re.compile(r"(sequential|model|functional)(_\d+)?")
 def translate(top: dict[str, Any], where: _Locator, fallback: str = "imported") -> KerasModel:
     """The spec of a Keras model config (module doc); refuses what it cannot translate exactly.
     A model Keras named by itself (``sequential_1``) is named ``fallback`` (the file's stem)."""
-    name, klayers, dialect, version, every = parse_config(top, where)
+    try:
+        name, klayers, dialect, version, every = parse_config(top, where)
+    except _MALFORMED as exc:
+        where.fail("config", f"a malformed model config ({_why(exc)})")
     if _GENERIC.fullmatch(name):
         name = fallback
     notes: list[str] = []
     state = _State(where, dialect, notes)
-    input_shape, input_order = _input(klayers, where, state)
+    try:
+        input_shape, input_order = _input(klayers, where, state)
+    except _MALFORMED as exc:
+        where.fail("batch_input_shape", f"a malformed input shape ({_why(exc)})", klayers[0].name)
     state.order[""] = input_order
     state.spec_of.setdefault("", "input")
     for layer in klayers:
@@ -496,9 +511,8 @@ def translate(top: dict[str, Any], where: _Locator, fallback: str = "imported") 
             continue
         try:
             _translate_layer(state, layer)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
-            _refuse(state, layer, f"a malformed config ({type(exc).__name__}: {what})")
+        except _MALFORMED as exc:
+            _refuse(state, layer, f"a malformed config ({_why(exc)})")
     spec_name = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "imported"
     if not re.match(r"[A-Za-z_]", spec_name):
         spec_name = f"m_{spec_name}"[:64]
