@@ -45,6 +45,13 @@ def reshape_channels_last(x: Any, shape: tuple[int, ...]) -> Any:
     return x.permute(0, 3, 1, 2) if len(shape) == 3 else x
 
 
+def permute_channels_last(x: Any, dims: tuple[int, int, int]) -> Any:
+    """Keras's ``Permute`` on an NCHW tensor: the axes of its (h, w, c) view reordered as
+    ``dims`` (1-based, after the batch), the result an NCHW tensor again."""
+    x = x.permute(0, 2, 3, 1).permute(0, *dims)
+    return x.permute(0, 3, 1, 2)
+
+
 def read_safetensors(path: str | Path) -> dict[str, Any]:
     """Read a safetensors file into NumPy arrays: an 8-byte little-endian header length, a JSON
     header (name → dtype, shape, byte offsets), then the raw little-endian data. No code runs."""

@@ -38,6 +38,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    Permute,
     ReLU,
     Rescaling,
     Reshape,
@@ -369,6 +370,11 @@ def _reshape(layer: Reshape, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     return reshape_target(layer, shape), 0
 
 
+def _permute(layer: Permute, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
+    image = _image(shapes[0])
+    return tuple(image[axis - 1] for axis in layer.dims), 0
+
+
 def _max_pool(layer: MaxPool | AveragePooling2D, shapes: tuple[Shape, ...]) -> tuple[Shape, int]:
     (shape,) = shapes
     h, w, c = _image(shape)
@@ -520,6 +526,7 @@ RULES: dict[type[LayerBase], Rule] = {
     UpSampling2D: _up_sampling,
     LayerNormalization: _layer_norm,
     Reshape: _reshape,
+    Permute: _permute,
 }
 assert set(RULES) == set(LAYER_KINDS), "every layer kind needs a shape rule"
 
@@ -621,6 +628,7 @@ WEIGHTS: dict[type[LayerBase], Callable[[Any, tuple[Shape, ...]], WeightShapes]]
     UpSampling2D: _none,
     LayerNormalization: _layer_norm_weights,
     Reshape: _none,
+    Permute: _none,
 }
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "MaxPool",
     "Maximum",
     "Multiply",
+    "Permute",
     "ReLU",
     "Rescaling",
     "Reshape",
@@ -328,6 +329,26 @@ class Reshape(LayerBase):
     target_shape: TargetShape
 
 
+def _permutation(value: tuple[int, ...]) -> tuple[int, ...]:
+    if sorted(value) != [1, 2, 3]:
+        raise PydanticCustomError(
+            "permutation", "expected an order of the axes 1, 2 and 3, each once, e.g. [3, 1, 2]"
+        )
+    return value
+
+
+class Permute(LayerBase):
+    """Keras's ``Permute``: an image's axes reordered, ``dims`` counting from 1 after the batch
+    in the spec's (h, w, c) order — ``[3, 1, 2]`` makes (h, w, c) into (c, h, w), which the
+    layers after it read as (height, width, channels). How ``specnet import`` translates a model
+    whose layers disagree on channels first and channels last."""
+
+    KIND = "Permute"
+    PREFIX = "permute"
+    type: Literal["Permute"]
+    dims: Annotated[tuple[PositiveInt, PositiveInt, PositiveInt], AfterValidator(_permutation)]
+
+
 NonNegativeFloat = Annotated[float, Strict(), at.Ge(0), at.Lt(math.inf)]
 
 
@@ -585,6 +606,7 @@ LAYER_KINDS: tuple[type[LayerBase], ...] = (
     UpSampling2D,
     LayerNormalization,
     Reshape,
+    Permute,
 )
 Layer = Annotated[
     Conv2D
@@ -612,7 +634,8 @@ Layer = Annotated[
     | Conv2DTranspose
     | UpSampling2D
     | LayerNormalization
-    | Reshape,
+    | Reshape
+    | Permute,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {

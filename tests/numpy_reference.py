@@ -194,6 +194,8 @@ def network(layers: list[dict], weights: dict[str, np.ndarray], x: np.ndarray) -
                              layer["epsilon"])  # fmt: skip
         elif kind == "Reshape":
             out = args[0].reshape(args[0].shape[0], *layer["target_shape"])  # row-major NHWC
+        elif kind == "Permute":
+            out = args[0].transpose(0, *layer["dims"])  # Keras's axes after the batch, NHWC
         elif kind in ("Dropout", "Activation", "Softmax"):
             out = args[0]
         elif kind == "Add":

@@ -67,6 +67,7 @@ def _image_layer(draw: st.DrawFn, shape: Shape) -> dict[str, Any]:
                 "Conv2DTranspose", "MaxPool", "AveragePooling2D", "UpSampling2D",
                 # the ways out to a vector, rarer: most of a CNN is images
                 "Reshape", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten",
+                "Permute",
             ]
         )
     )  # fmt: skip
@@ -127,6 +128,8 @@ def _image_layer(draw: st.DrawFn, shape: Shape) -> dict[str, Any]:
         layer["rate"] = draw(st.sampled_from([0.0, 0.3]))
     elif kind == "Reshape":
         layer["target_shape"] = draw(st.sampled_from([[w, h, c], [h * w, 1, c], [-1], [1, -1, c]]))
+    elif kind == "Permute":
+        layer["dims"] = draw(st.permutations([1, 2, 3]))
     elif kind.startswith("Global"):
         layer["keepdims"] = draw(st.booleans())
     return layer

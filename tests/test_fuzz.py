@@ -65,6 +65,7 @@ FIELDS = [
     "units",
     "name",
     "axis",
+    "dims",
     "kernel_initializer",
     "momentum",
     "epsilon",
@@ -115,6 +116,7 @@ layer = st.fixed_dictionaries(
                 "UpSampling2D",
                 "LayerNormalization",
                 "Reshape",
+                "Permute",
             ]
         )
     },

@@ -391,6 +391,8 @@ VERDICTS: dict[str, tuple[str | None, int] | str] = {
     "keras1/k0_pre1.0_format_th_bangla.json": "a Keras 0.x config",
     "keras1/k1.0.3_th_celebrity_faces.json": (None, 762_259),
     "keras1/k1.0_th_even_kernel_same.json": ("theano", 324_781),
+    "keras1/k1.1.2_mixed_th_tf_dim_ordering.json": (None, 746_538),  # not 600,810
+    "keras2/k2.0.5_mixed_channels_first_last.json": (None, 746_538),
     "keras1/k1.2.0_tf_nvidia_steering.json": (None, 2_395_907),
     "keras1/k1.2.1_tf_lambda_double_encoded.json": "a Lambda layer holds Python code",
     "keras2/k2.0.6_list_small_convnet_150.json": (None, 1_212_513),

@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from specnet._standalone import average_pool_valid, crop, rescale, reshape_channels_last
+from specnet._standalone import (
+    average_pool_valid,
+    crop,
+    permute_channels_last,
+    rescale,
+    reshape_channels_last,
+)
 
 
 class FastDropout(torch.nn.Module):
@@ -137,6 +143,17 @@ class OneChannelConv2d(torch.nn.Conv2d):
         return super().forward(x).contiguous(memory_format=torch.channels_last)
 
 
+class PermuteHWC(torch.nn.Module):
+    """Keras's ``Permute`` (see ``specnet._standalone.permute_channels_last``)."""
+
+    def __init__(self, dims: Any) -> None:
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x: Any) -> Any:
+        return permute_channels_last(x, self.dims).contiguous(memory_format=torch.channels_last)
+
+
 class ReshapeHWC(torch.nn.Module):
     """Keras's ``Reshape`` (see ``specnet._standalone.reshape_channels_last``)."""
 
@@ -249,8 +266,8 @@ class KerasBatchNorm1d(_KerasBatchNorm, torch.nn.BatchNorm1d):
 
 
 # stock nn class name → faster module with the same constructor and semantics; FlattenHWC,
-# LayerNormChannels, Exp, AvgPoolValid, Rescale, ReshapeHWC and Crop are no stock class: the
-# generated source writes nn.Flatten() / nn.LayerNorm() on x.permute(0, 2, 3, 1)
+# LayerNormChannels, Exp, AvgPoolValid, Rescale, ReshapeHWC, PermuteHWC and Crop are no stock
+# class: the generated source writes nn.Flatten() / nn.LayerNorm() on x.permute(0, 2, 3, 1)
 # (torch._CHANNELS_LAST), and calls torch.exp or specnet's functions (torch._FUNCTIONS)
 REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "BatchNorm2d": KerasBatchNorm2d,
@@ -262,6 +279,7 @@ REPLACEMENTS: dict[str, type[torch.nn.Module]] = {
     "AvgPoolValid": AvgPoolValid,
     "Rescale": Rescale,
     "ReshapeHWC": ReshapeHWC,
+    "PermuteHWC": PermuteHWC,
     "Crop": Crop,
     "LayerNormChannels": LayerNormChannels,
 }

@@ -51,6 +51,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    Permute,
     ReLU,
     Rescaling,
     Reshape,
@@ -112,6 +113,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any], Call]] = {
     UpSampling2D: _as_written,
     LayerNormalization: _as_written,
     Reshape: _as_written,
+    Permute: _as_written,
 }
 
 

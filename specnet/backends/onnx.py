@@ -56,6 +56,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    Permute,
     ReLU,
     Rescaling,
     Reshape,
@@ -210,6 +211,14 @@ _TO_NHWC: Node = ("Transpose", [], {"perm": [0, 2, 3, 1]})
 _TO_NCHW: Node = ("Transpose", [], {"perm": [0, 3, 1, 2]})
 
 
+def _permute(layer: Permute, step: PlanLayer, opset: int) -> list[Node]:
+    """One Transpose: the NCHW tensor's (h, w, c) view permuted, back in NCHW."""
+    nhwc = [0, *layer.dims]  # on the (h, w, c) view
+    to_nhwc, to_nchw = [0, 2, 3, 1], [0, 3, 1, 2]
+    perm = [to_nhwc[nhwc[axis]] for axis in to_nchw]
+    return [("Transpose", [], {"perm": perm})]
+
+
 def _reshape(layer: Reshape, step: PlanLayer, opset: int) -> list[Node]:
     """Keras's row-major (h, w, c) order: an image's channels moved last before the Reshape,
     and an image result moved back to NCHW."""
@@ -342,6 +351,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer, int], list[Node]]] = {
     UpSampling2D: _up_sampling,
     LayerNormalization: _layer_norm,
     Reshape: _reshape,
+    Permute: _permute,
 }
 
 

@@ -67,6 +67,7 @@ from specnet.spec import (
     Maximum,
     MaxPool,
     Multiply,
+    Permute,
     ReLU,
     Rescaling,
     Reshape,
@@ -194,6 +195,10 @@ def _layer_norm(layer: LayerNormalization, step: PlanLayer) -> list[Module]:
     cls = "LayerNormChannels" if len(step.input_shape) == 3 else "LayerNorm"
     options = {"eps": layer.epsilon, "elementwise_affine": layer.scale, "bias": layer.center}
     return [(step.name, cls, (step.input_shape[-1],), options)]
+
+
+def _permute(layer: Permute, step: PlanLayer) -> list[Module]:
+    return [(step.name, "PermuteHWC", (), {"dims": tuple(layer.dims)})]
 
 
 def _reshape(layer: Reshape, step: PlanLayer) -> list[Module]:
@@ -329,6 +334,7 @@ LAYERS: dict[type[LayerBase], Callable[[Any, PlanLayer], list[Module]]] = {
     UpSampling2D: _up_sampling,
     LayerNormalization: _layer_norm,
     Reshape: _reshape,
+    Permute: _permute,
 }
 
 
@@ -649,6 +655,7 @@ _FUNCTIONS: dict[str, str | Callable[..., Any]] = {
     "AvgPoolValid": _standalone.average_pool_valid,
     "Rescale": _standalone.rescale,
     "ReshapeHWC": _standalone.reshape_channels_last,
+    "PermuteHWC": _standalone.permute_channels_last,
     "Crop": _standalone.crop,
 }
 

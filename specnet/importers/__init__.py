@@ -20,6 +20,7 @@ code from the file (see :mod:`~specnet.importers.keras_config` for what is refus
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,8 @@ def import_model(
         if weights_file is not None:
             raise UsageError(f"--weights: {path} holds its own weights")
         weights_file = read_weights_file(Path(weights))
-    model = translate(top, where, path.name.split(".")[0])
+    stem = re.sub(r"(\.(json|h5|hdf5|keras|weights))+$", "", path.name, flags=re.IGNORECASE)
+    model = translate(top, where, re.sub(r"[^A-Za-z0-9_]", "_", stem))
     source_format = f"{model.dialect}{f' {model.version}' if model.version else ''} {source_format}"
     spec = spec_from_dict(model.spec, str(path))
     plan = infer(spec, limits)

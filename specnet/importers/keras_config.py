@@ -732,18 +732,31 @@ def _drop_training_only(state: _State, layer: KLayer) -> None:
 
 
 def _expect_order(state: _State, layer: KLayer, got: str, want: str) -> None:
+    """Make ``layer`` read its input in the order it expects. A channels-last layer reading a
+    channels-first layer's tensor (or the other way round) reads that tensor's axes as Keras
+    holds them, as another layout: a Permute before it gives it exactly those axes (Keras's
+    (c, h, w) tensor, which the spec holds as (h, w, c), read as (h, w, c): ``[3, 1, 2]``;
+    the other way, ``[2, 3, 1]``)."""
     if got == want:
         return
     if want in _IMAGE and got in _IMAGE:
-        _refuse(
-            state,
-            layer,
-            f"it reads its input {'channels first' if want == 'chw' else 'channels last'}, but the "
-            f"layer before it wrote {'channels first' if got == 'chw' else 'channels last'}: Keras "
-            "reads the axes of that tensor as another layout, which takes a transpose specnet "
-            "has no layer for yet",
-            "data_format",
+        source = layer.inputs[0]
+        dims = [3, 1, 2] if got == "chw" else [2, 3, 1]
+        name = _spec_name(state, f"{layer.name}_permute")
+        item: dict[str, Any] = {"name": name, "type": "Permute", "dims": dims}
+        previous = state.layers[-1]["name"] if state.layers else "input"
+        if state.spec_of[source] != previous:
+            item["inputs"] = state.spec_of[source]
+        state.layers.append(item)
+        key = f"\0{name}"  # a tensor of the spec's own, between two Keras layers
+        state.spec_of[key], state.order[key] = name, want
+        layer.inputs = [key, *layer.inputs[1:]]
+        reads, wrote = ("channels first", "channels last")[:: 1 if want == "chw" else -1]
+        state.notes.append(
+            f"layer {layer.name!r} reads {reads} what the layer before it wrote {wrote}: Keras "
+            f"read that tensor's axes as another layout; {name} reorders them so"
         )
+        return
     _refuse(state, layer, f"it needs an image (h, w, c) input, but reads a {got} vector")
 
 
@@ -1133,8 +1146,11 @@ def _translate_layer(state: _State, layer: KLayer) -> None:
             layer,
             "Keras 1's Merge layer is not supported; rebuild it with Keras 2's merge layers",
         )
+    elif cls == "Permute":
+        if got != "hwc":
+            _refuse(state, layer, "a Permute of a channels-first tensor is not supported yet")
+        _add(state, layer, {"type": "Permute", "dims": [int(v) for v in c["dims"]]}, "hwc")
     elif cls in (
-        "Permute",
         "RepeatVector",
         "Cropping2D",
         "PReLU",
