@@ -10,6 +10,7 @@ The public API mirrors the CLI, one function per verb:
     results = predict(run.out, ["cat.png"])    # predict      (class and probabilities)
     path = export_onnx(run.out)                # export --onnx
     proof = check_parity(run.out)              # parity       (ParityReport, .ok)
+    imported = import_model("old.json", weights="old.h5")   # import  (ImportResult: out, plan)
 
 Each takes a spec file or a :class:`Spec` (build, train) or a run/build folder (the rest).
 Importing specnet imports no framework; each function imports the one it needs.
@@ -50,6 +51,13 @@ def train_model(spec: str | Path | Spec, backend: str = "keras", **options: Any)
     from specnet.train import train
 
     return train(spec, backend, **options)
+
+
+def import_model(source: str | Path, **options: Any) -> Any:
+    """``specnet import``: see :func:`specnet.importers.import_model` for the options."""
+    from specnet.importers import import_model as run_import
+
+    return run_import(source, **options)
 
 
 def evaluate_run(run: str | Path, data: Any = None, backend: str | None = None) -> Any:
@@ -107,6 +115,7 @@ __all__ = [
     "check_parity",
     "evaluate_run",
     "export_onnx",
+    "import_model",
     "infer",
     "json_schema",
     "load_spec",

@@ -54,6 +54,7 @@ def test_public_api_is_pinned() -> None:
             "check_parity",
             "evaluate_run",
             "export_onnx",
+            "import_model",
             "infer",
             "json_schema",
             "load_spec",

@@ -254,7 +254,7 @@ def test_every_option_of_every_verb_is_described_with_its_default(cli) -> None: 
     verbs = next(a for a in parser._actions if a.dest == "verb").choices  # type: ignore[union-attr]
     assert set(verbs) == {"validate", "summary", "schema", "init", "build", "train", "evaluate",
                           "predict", "export", "parity", "verify", "plot", "diff",
-                          "bench"}  # fmt: skip
+                          "bench", "import"}  # fmt: skip
     for name, verb in verbs.items():
         assert verb.description, name
         assert "example" in (verb.epilog or ""), name

@@ -19,16 +19,13 @@ code from the file (see :mod:`~specnet.importers.keras_config` for what is refus
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from specnet.errors import UsageError
+from specnet.importers.common import ImportResult, readable_spec, sha256_of
 from specnet.importers.hdf5 import HDF5, WeightsFile, read_weights_file
 from specnet.importers.keras_config import KerasModel, ModelImportError, read_json, translate
 from specnet.importers.keras_weights import CONVENTIONS, canonical_weights, convention_of
@@ -38,18 +35,6 @@ __all__ = ["CONVENTIONS", "ImportResult", "ModelImportError", "import_model", "r
 #: the largest member of a .keras archive an import reads
 MAX_MEMBER = 4 << 30
 _ZIP = b"PK\x03\x04"
-
-
-@dataclass
-class ImportResult:
-    """What an import made: the build folder, its plan, and what was done on the way."""
-
-    out: Path
-    plan: Any
-    source_format: str
-    convention: str | None
-    notes: list[str] = field(default_factory=list)
-    files: tuple[Path, ...] = ()
 
 
 def _read(path: Path) -> bytes:
@@ -93,28 +78,6 @@ def _sniff(path: Path) -> str:
     if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and b"{" not in head[:4]):
         return "onnx"
     return "json"
-
-
-def readable_spec(spec: dict[str, Any], source: str) -> str:
-    """The spec as a person writes it: one layer a line, Keras's names."""
-    lines = [
-        f"# Imported by specnet from {source}.",
-        "# Every field not written here is Keras's default; spec.resolved.yaml has them all.",
-        f"name: {spec['name']}",
-    ]
-    if spec.get("description"):
-        lines.append("description: " + yaml.safe_dump(spec["description"], width=10**6).strip())
-    lines.append(f"input_shape: [{', '.join(str(v) for v in spec['input_shape'])}]")
-    if spec.get("class_names"):
-        lines.append(
-            "class_names: "
-            + yaml.safe_dump(spec["class_names"], default_flow_style=True, width=10**6).strip()
-        )
-    lines.append("layers:")
-    for layer in spec["layers"]:
-        text = yaml.safe_dump(layer, default_flow_style=True, sort_keys=False, width=10**6).strip()
-        lines.append(f"  - {text}")
-    return "\n".join(lines) + "\n"
 
 
 def _theano_padding(model: KerasModel, plan: Any) -> list[str]:
@@ -261,7 +224,7 @@ def import_model(
     header = _header(path, source_format, convention, why, notes, weights_file)
     imported = {
         "source": str(path),
-        "source_sha256": _sha256(path),
+        "source_sha256": sha256_of(path),
         "format": source_format,
         "weights": weights_file.path if weights_file else None,
         "kernel_convention": convention,
@@ -303,14 +266,6 @@ def _theano_sensitive(model: KerasModel, plan: Any) -> list[str]:
                 found.append(name)
                 break
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _header(

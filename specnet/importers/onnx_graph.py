@@ -35,7 +35,7 @@ from specnet.errors import Issue, UsageError
 from specnet.importers.keras_config import ModelImportError
 
 if TYPE_CHECKING:
-    from specnet.importers import ImportResult
+    from specnet.importers.common import ImportResult
 
 __all__ = ["import_onnx", "translate_onnx"]
 
@@ -827,7 +827,7 @@ def import_onnx(
 ) -> ImportResult:
     """``specnet import FILE.onnx``: see the module doc."""
     from specnet.build import build
-    from specnet.importers import ImportResult, _sha256, readable_spec
+    from specnet.importers.common import ImportResult, readable_spec, sha256_of
     from specnet.shapes import infer
     from specnet.spec import spec_from_dict
 
@@ -858,7 +858,7 @@ def import_onnx(
     source_format = f"ONNX (IR {proto.ir_version}, opset {opset}, producer {producer})"
     imported = {
         "source": str(path),
-        "source_sha256": _sha256(path),
+        "source_sha256": sha256_of(path),
         "format": source_format,
         "weights": str(path),
         "kernel_convention": None,

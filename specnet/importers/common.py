@@ -1,0 +1,54 @@
+"""What every importer shares: the result, the readable spec, the source's digest."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ImportResult", "readable_spec", "sha256_of"]
+
+
+@dataclass
+class ImportResult:
+    """What an import made: the build folder, its plan, and what was done on the way."""
+
+    out: Path
+    plan: Any
+    source_format: str
+    convention: str | None
+    notes: list[str] = field(default_factory=list)
+    files: tuple[Path, ...] = ()
+
+
+def readable_spec(spec: dict[str, Any], source: str) -> str:
+    """The spec as a person writes it: one layer a line, Keras's names."""
+    lines = [
+        f"# Imported by specnet from {source}.",
+        "# Every field not written here is Keras's default; spec.resolved.yaml has them all.",
+        f"name: {spec['name']}",
+    ]
+    if spec.get("description"):
+        lines.append("description: " + yaml.safe_dump(spec["description"], width=10**6).strip())
+    lines.append(f"input_shape: [{', '.join(str(v) for v in spec['input_shape'])}]")
+    if spec.get("class_names"):
+        lines.append(
+            "class_names: "
+            + yaml.safe_dump(spec["class_names"], default_flow_style=True, width=10**6).strip()
+        )
+    lines.append("layers:")
+    for layer in spec["layers"]:
+        text = yaml.safe_dump(layer, default_flow_style=True, sort_keys=False, width=10**6).strip()
+        lines.append(f"  - {text}")
+    return "\n".join(lines) + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
