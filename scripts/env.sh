@@ -9,3 +9,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -qq --disable-pip-version-check -c constraints.txt -e ".[$1]"
+# tf_keras (Keras 2) writes the legacy files the import tests read; with --no-deps, as its own
+# requirement is `tensorflow`, which would pull a second TensorFlow beside tensorflow-cpu
+if [[ ",$1," == *",dev,"* ]]; then
+    .venv/bin/python -m pip install -qq --disable-pip-version-check --no-deps -c constraints.txt tf-keras
+fi

@@ -44,3 +44,18 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+def _realworld() -> Path:
+    """``../shared/realworld`` beside the checkout (or above a worktree), or where
+    ``SPECNET_REALWORLD`` says: real model files from public repositories, never copied here."""
+    given = os.environ.get("SPECNET_REALWORLD")
+    if given:
+        return Path(given)
+    for folder in (ROOT.parent, ROOT.parent.parent):
+        if (folder / "shared" / "realworld").is_dir():
+            return folder / "shared" / "realworld"
+    return ROOT.parent / "shared" / "realworld"
+
+
+REALWORLD = _realworld()

@@ -26,10 +26,10 @@ from specnet.importers import import_model
 from specnet.spec import load_spec
 from specnet.weights import read_safetensors
 from tests import legacy_reference as ref
-from tests.conftest import ROOT
+from tests.conftest import REALWORLD, ROOT
 from tests.helpers import assert_agree, busy_weights
 
-REAL = ROOT.parent / "shared" / "realworld"
+REAL = REALWORLD
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realworld is not here")
 
 
@@ -460,12 +460,33 @@ def test_an_import_is_a_build_every_verb_takes(tmp_path: Path, cli) -> None:  # 
     np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((2, 9, 7, 3)).astype(np.float32))
     predicted = cli("predict", out, tmp_path / "x.npz", "--format", "json")
     assert predicted.code == 0, predicted.err
+    rng = np.random.default_rng(1)
+    x = rng.random((12, 9, 7, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 6, 12))
+    evaluated = cli("evaluate", out, "--data", tmp_path / "d.npz", "--json")
+    assert evaluated.code == 0, evaluated.err
+    assert json.loads(evaluated.out)["samples"] > 0
     rebuilt = cli(
         "build", out / "spec.yaml", "--backend", "torch", "--weights", out, "-o", tmp_path / "t"
     )
     assert rebuilt.code == 0, rebuilt.err
     assert cli("verify", tmp_path / "t").code == 0
     assert cli("parity", out, "--backends", "torch,onnx", "--quiet").code == 0
+
+
+def test_an_import_with_a_backend_certifies_it_against_the_direct_graph(
+    tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    json_path, weights, _ = _keras1_files(tmp_path, backend_attr="theano")
+    result = cli(
+        "import", json_path, "--weights", weights, "--backend", "torch", "-o", tmp_path / "b"
+    )
+    assert result.code == 0, result.err
+    certificate = json.loads((tmp_path / "b" / "parity.json").read_text())
+    assert set(certificate["runtimes"]) == {"torch", "onnx"}
+    assert certificate["ok"]
+    assert (tmp_path / "b" / "model.torch.safetensors").exists()
+    assert cli("verify", tmp_path / "b").code == 0
 
 
 def test_import_needs_neither_tensorflow_nor_keras(tmp_path: Path) -> None:

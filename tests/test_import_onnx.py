@@ -17,11 +17,11 @@ from specnet.backends.onnx import build_graph, ort_session
 from specnet.importers import import_model
 from specnet.spec import load_spec
 from specnet.weights import read_safetensors
-from tests.conftest import ROOT
+from tests.conftest import REALWORLD, ROOT
 from tests.helpers import assert_agree, busy_weights
 from tests.test_import import predict
 
-REAL = ROOT.parent / "shared" / "realworld"
+REAL = REALWORLD
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realworld is not here")
 
 
