@@ -21,7 +21,7 @@ from specnet.errors import SpecnetError
 from specnet.importers.keras_config import read_json, translate
 from specnet.shapes import infer
 from specnet.spec import spec_from_dict
-from tests.conftest import REALWORLD, ROOT
+from tests.conftest import REALWORLD
 from tests.test_import import _keras1_files
 
 REAL = REALWORLD
