@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import json
 import math
 import re
@@ -25,10 +26,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     Strict,
+    Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -647,11 +652,107 @@ _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
 # ----------------------------------------------------------------------------- training
 
 
+class CosineDecay(_Model):
+    """``keras.optimizers.schedules.CosineDecay``: from ``initial_learning_rate`` (after a
+    linear warm-up to ``warmup_target`` over ``warmup_steps``, when given) down a half cosine to
+    ``alpha`` times it over ``decay_steps``, then constant."""
+
+    type: Literal["CosineDecay"]
+    initial_learning_rate: NonNegativeFloat
+    decay_steps: PositiveInt
+    alpha: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.0
+    warmup_target: PositiveFloat | None = None
+    warmup_steps: NonNegativeInt = 0
+
+
+class ExponentialDecay(_Model):
+    """``keras.optimizers.schedules.ExponentialDecay``: ``initial_learning_rate ·
+    decay_rate ^ (step / decay_steps)`` (the exponent floored with ``staircase``)."""
+
+    type: Literal["ExponentialDecay"]
+    initial_learning_rate: PositiveFloat
+    decay_steps: PositiveInt
+    decay_rate: PositiveFloat
+    staircase: StrictBool = False
+
+
+def _rising(value: list[int]) -> list[int]:
+    if any(later <= earlier for earlier, later in itertools.pairwise(value)):
+        raise PydanticCustomError("schedule_boundaries", "expected steps in increasing order")
+    return value
+
+
+class PiecewiseConstantDecay(_Model):
+    """``keras.optimizers.schedules.PiecewiseConstantDecay``: ``values[0]`` up to and
+    including step ``boundaries[0]``, ``values[1]`` up to ``boundaries[1]``, …, the last value
+    after the last boundary."""
+
+    type: Literal["PiecewiseConstantDecay"]
+    boundaries: Annotated[list[NonNegativeInt], at.Len(1, 1000), AfterValidator(_rising)]
+    values: list[PositiveFloat]
+
+    @field_validator("values")
+    @classmethod
+    def _one_more_value(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        boundaries = info.data.get("boundaries")
+        if boundaries is not None and len(values) != len(boundaries) + 1:
+            raise PydanticCustomError(
+                "schedule_values",
+                "expected {wanted} values, one more than boundaries",
+                {"wanted": len(boundaries) + 1},
+            )
+        return values
+
+
+class PolynomialDecay(_Model):
+    """``keras.optimizers.schedules.PolynomialDecay``: from ``initial_learning_rate`` to
+    ``end_learning_rate`` over ``decay_steps`` along ``(1 − step / decay_steps) ^ power``;
+    ``cycle`` restarts it with ever longer decays."""
+
+    type: Literal["PolynomialDecay"]
+    initial_learning_rate: PositiveFloat
+    decay_steps: PositiveInt
+    end_learning_rate: NonNegativeFloat = 0.0001
+    power: PositiveFloat = 1.0
+    cycle: StrictBool = False
+
+
+class InverseTimeDecay(_Model):
+    """``keras.optimizers.schedules.InverseTimeDecay``: ``initial_learning_rate / (1 +
+    decay_rate · step / decay_steps)`` (the quotient floored with ``staircase``)."""
+
+    type: Literal["InverseTimeDecay"]
+    initial_learning_rate: PositiveFloat
+    decay_steps: PositiveInt
+    decay_rate: NonNegativeFloat
+    staircase: StrictBool = False
+
+
+Schedule = Annotated[
+    CosineDecay | ExponentialDecay | PiecewiseConstantDecay | PolynomialDecay | InverseTimeDecay,
+    Field(discriminator="type"),
+]
+#: every schedule class, by its ``type``
+SCHEDULES = ("CosineDecay", "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
+             "InverseTimeDecay")  # fmt: skip
+
+
+def _rate_kind(value: object) -> str:
+    """A number is a constant rate; a mapping, a schedule (one branch: one set of errors)."""
+    return "schedule" if isinstance(value, dict | _Model) else "constant"
+
+
+LearningRate = Annotated[
+    Annotated[PositiveFloat, Tag("constant")] | Annotated[Schedule, Tag("schedule")],
+    Discriminator(_rate_kind),
+]
+
+
 class SGD(_Model):
     """Keras ``SGD`` (defaults as in Keras)."""
 
     type: Literal["sgd", "SGD"]
-    learning_rate: PositiveFloat = 0.01
+    learning_rate: LearningRate = 0.01
     momentum: Fraction = 0.0
     nesterov: StrictBool = False
 
@@ -660,7 +761,7 @@ class Adam(_Model):
     """Keras ``Adam`` (defaults as in Keras; note Keras's epsilon 1e-7, PyTorch's 1e-8)."""
 
     type: Literal["adam", "Adam"]
-    learning_rate: PositiveFloat = 0.001
+    learning_rate: LearningRate = 0.001
     beta_1: Fraction = 0.9
     beta_2: Fraction = 0.999
     epsilon: PositiveFloat = 1e-7
@@ -671,7 +772,7 @@ class RMSprop(_Model):
     """Keras ``RMSprop`` (defaults as in Keras)."""
 
     type: Literal["rmsprop", "RMSprop"]
-    learning_rate: PositiveFloat = 0.001
+    learning_rate: LearningRate = 0.001
     rho: Fraction = 0.9
     momentum: Fraction = 0.0
     epsilon: PositiveFloat = 1e-7
@@ -1204,6 +1305,14 @@ def _keras1_issue(path: Path, source: Located) -> Issue:
     return source.issue(path, f"`{key}` is Keras 1's `{new}`", f"write `{new}: {shown}`", key=True)
 
 
+def _is_key(data: object, path: Path) -> bool:
+    """Whether the last step of ``path`` is in the data (a key or an index), not a union tag."""
+    parent = _lookup(data, path[:-1])[1]
+    if isinstance(parent, dict):
+        return path[-1] in parent
+    return not isinstance(path[-1], str)
+
+
 def _number_hint(received: object, path: Path, source: Located, example: str) -> str:
     """ "remove the quotes" only for a quoted number; else say what a number looks like."""
     if isinstance(received, str):
@@ -1256,6 +1365,8 @@ def _translate(error: Any, source: Located) -> Issue:
             f"add `{path[-1]}:` to {'the spec' if len(path) == 1 else 'this mapping'}",
         )
     if kind == "union_tag_invalid":
+        while path and not _is_key(source.data, path):  # a tag of an outer union, not a key
+            path = path[:-1]
         tags = re.findall(r"'([^']*)'", str(ctx["expected_tags"]))
         tag = str(ctx["tag"])
         field = str(ctx["discriminator"]).strip("'")
@@ -1270,6 +1381,8 @@ def _translate(error: Any, source: Located) -> Issue:
             )
         return source.issue((*path, field), f"unknown {what} {brief(tag)}", hint)
     if kind == "union_tag_not_found":
+        while path and not _is_key(source.data, path):  # a tag of an outer union, not a key
+            path = path[:-1]
         field = str(ctx["discriminator"]).strip("'")
         example = "{type: Dense, units: 10}" if path[:1] == ("layers",) else f"`{field}: ...`"
         return source.issue(

@@ -27,22 +27,32 @@ from specnet.weights import Weights
 keras = keras_module()
 
 
+def learning_rate(value: Any) -> Any:
+    """A constant rate, or the ``keras.optimizers.schedules`` class a schedule names, with its
+    fields (Keras's own names)."""
+    if isinstance(value, int | float):
+        return value
+    fields = value.model_dump(exclude={"type"})
+    return getattr(keras.optimizers.schedules, value.type)(**fields)
+
+
 def optimizer(config: SGD | Adam | RMSprop) -> Any:
     """The Keras optimizer the spec names, with its options."""
+    rate = learning_rate(config.learning_rate)
     if isinstance(config, SGD):
         return keras.optimizers.SGD(
-            learning_rate=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov
+            learning_rate=rate, momentum=config.momentum, nesterov=config.nesterov
         )
     if isinstance(config, Adam):
         return keras.optimizers.Adam(
-            learning_rate=config.learning_rate,
+            learning_rate=rate,
             beta_1=config.beta_1,
             beta_2=config.beta_2,
             epsilon=config.epsilon,
             amsgrad=config.amsgrad,
         )
     return keras.optimizers.RMSprop(
-        learning_rate=config.learning_rate,
+        learning_rate=rate,
         rho=config.rho,
         momentum=config.momentum,
         epsilon=config.epsilon,

@@ -3,8 +3,11 @@
 Keras's optimizers differ from PyTorch's in small ways that break training parity, so the
 ones that differ are written out here:
 
-* SGD (momentum, Nesterov): ``torch.optim.SGD`` is the same update (``v = m·v − lr·g`` in Keras
-  equals ``b = m·b + g; w −= lr·b`` in PyTorch for a constant learning rate) — used as is.
+* SGD with momentum (and Nesterov): Keras keeps ``v = m·v − lr·g`` and adds it, PyTorch keeps
+  ``b = m·b + g`` and subtracts ``lr·b``. The two agree while the rate is constant; under a
+  schedule PyTorch's scales the whole history by today's rate, Keras's by each step's own:
+  :class:`KerasSGD` updates as Keras does (``tests/test_schedules.py`` shows the difference).
+  Plain SGD is ``torch.optim.SGD``.
 * Adam: Keras adds epsilon to ``sqrt(v)`` *before* the bias correction of the step size
   (``w −= lr·sqrt(1−β2ᵗ)/(1−β1ᵗ) · m / (sqrt(v) + ε)``); PyTorch adds it after. Same formula
   otherwise, so :class:`KerasAdam` changes only that.
@@ -22,6 +25,7 @@ from typing import Any
 from specnet._frameworks import require
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.errors import RuntimeFailure
+from specnet.schedules import learning_rate
 from specnet.shapes import Plan
 from specnet.spec import SGD, Adam, RMSprop, Train
 from specnet.weights import Weights
@@ -85,6 +89,32 @@ class KerasAdam(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
             torch._foreach_sub_(params, update)  # w -= m·α / (sqrt(v) + ε)
 
 
+class KerasSGD(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
+    """SGD with momentum exactly as Keras 3 updates: ``v = m·v − lr·g``, then ``w += v``
+    (Nesterov: ``w += m·v − lr·g``), multi-tensor."""
+
+    def __init__(self, params: Any, lr: float, momentum: float, nesterov: bool) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov})
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            momentum, lr = group["momentum"], group["lr"]
+            vs = [_state(self, p, ("v",))["v"] for p in params]
+            step = torch._foreach_mul([p.grad for p in params], lr)  # lr·g
+            torch._foreach_mul_(vs, momentum)
+            torch._foreach_sub_(vs, step)  # v = m·v − lr·g
+            if group["nesterov"]:
+                ahead = torch._foreach_mul(vs, momentum)
+                torch._foreach_sub_(ahead, step)
+                torch._foreach_add_(params, ahead)
+            else:
+                torch._foreach_add_(params, vs)
+
+
 class KerasRMSprop(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
     """RMSprop exactly as Keras 3 updates (epsilon inside the square root), multi-tensor."""
 
@@ -128,19 +158,16 @@ class KerasRMSprop(torch.optim.Optimizer):  # type: ignore[misc,name-defined]
 
 
 def optimizer(config: SGD | Adam | RMSprop, params: Any) -> Any:
-    """A PyTorch optimizer that updates exactly as the Keras optimizer ``config`` names."""
+    """A PyTorch optimizer that updates exactly as the Keras optimizer ``config`` names, at the
+    rate of its first step (:class:`TorchTrainer` sets each step's rate under a schedule)."""
+    rate = learning_rate(config.learning_rate, 0)
     if isinstance(config, SGD):
-        return torch.optim.SGD(
-            params, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov
-        )
+        if config.momentum > 0:
+            return KerasSGD(params, rate, config.momentum, config.nesterov)
+        return torch.optim.SGD(params, lr=rate)
     if isinstance(config, Adam):
-        return KerasAdam(
-            params, config.learning_rate, config.beta_1, config.beta_2, config.epsilon,
-            config.amsgrad,
-        )  # fmt: skip
-    return KerasRMSprop(
-        params, config.learning_rate, config.rho, config.momentum, config.epsilon, config.centered
-    )
+        return KerasAdam(params, rate, config.beta_1, config.beta_2, config.epsilon, config.amsgrad)
+    return KerasRMSprop(params, rate, config.rho, config.momentum, config.epsilon, config.centered)
 
 
 def _gather(value: Any) -> list[Any]:
@@ -186,6 +213,8 @@ class TorchTrainer:
         backend.set_weights(self.model, plan, weights)
         self.model.to(self.device)
         self.optimizer = optimizer(train.optimizer, self.model.parameters())
+        self.schedule = train.optimizer.learning_rate
+        self.iterations = 0  # optimizer steps taken: Keras's ``optimizer.iterations``
         self.forward: Any = self.model
         if self.distributed:  # gradients averaged over ranks after each backward
             ids = [self.device.index] if cuda else None
@@ -214,7 +243,12 @@ class TorchTrainer:
         logits = self.forward(inputs)
         loss = self._loss(logits, labels)
         loss.backward()
+        if not isinstance(self.schedule, int | float):  # the rate Keras takes at this step
+            rate = learning_rate(self.schedule, self.iterations)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
         self.optimizer.step()
+        self.iterations += 1
         mean, hits = float(loss.detach()), self._correct(logits.detach(), labels)
         if not self.distributed:
             return mean, hits
@@ -244,6 +278,7 @@ class TorchTrainer:
                 if value is not None:  # SGD without momentum keeps a None buffer
                     tensor = torch.as_tensor(value).detach().cpu().contiguous()
                     out[f"optimizer/{name}/{key}"] = tensor.numpy().copy()
+        out["optimizer/iterations"] = torch.tensor(self.iterations).numpy().astype("int64")
         rng = torch.get_rng_state().numpy()
         if self.distributed:  # every rank's generator, so a resumed run redraws the same masks
             for rank, state in enumerate(_gather(rng)):
@@ -267,6 +302,8 @@ class TorchTrainer:
                 self.optimizer.state[param] = {
                     k: _like(param, torch.from_numpy(v.copy())) for k, v in entries.items()
                 }
+        if "optimizer/iterations" in state:  # (older checkpoints: a constant rate, unused)
+            self.iterations = int(state["optimizer/iterations"])
         rank = torch.distributed.get_rank() if self.distributed else 0
         rng = state.get(f"rng/torch/{rank}", state.get("rng/torch"))
         if rng is None:
