@@ -748,7 +748,32 @@ LearningRate = Annotated[
 ]
 
 
-class SGD(_Model):
+class _Optimizer(_Model):
+    """What every Keras optimizer takes besides its own options (Keras's order of operations:
+    the gradients clipped, then the weights decayed by ``weight · weight_decay · rate``, then
+    the optimizer's update)."""
+
+    weight_decay: NonNegativeFloat | None = None
+    clipnorm: PositiveFloat | None = None
+    clipvalue: PositiveFloat | None = None
+    global_clipnorm: PositiveFloat | None = None
+
+    @field_validator("clipvalue", "global_clipnorm")
+    @classmethod
+    def _one_clip(cls, value: float | None, info: ValidationInfo) -> float | None:
+        earlier = [k for k in ("clipnorm", "clipvalue") if info.data.get(k) is not None]
+        earlier = [k for k in earlier if k != info.field_name]
+        if value is not None and earlier:
+            raise PydanticCustomError(
+                "one_clip",
+                "set one of clipnorm, clipvalue and global_clipnorm, as Keras allows (here "
+                "also {earlier})",
+                {"earlier": ", ".join(earlier)},
+            )
+        return value
+
+
+class SGD(_Optimizer):
     """Keras ``SGD`` (defaults as in Keras)."""
 
     type: Literal["sgd", "SGD"]
@@ -757,7 +782,7 @@ class SGD(_Model):
     nesterov: StrictBool = False
 
 
-class Adam(_Model):
+class Adam(_Optimizer):
     """Keras ``Adam`` (defaults as in Keras; note Keras's epsilon 1e-7, PyTorch's 1e-8)."""
 
     type: Literal["adam", "Adam"]
@@ -768,7 +793,16 @@ class Adam(_Model):
     amsgrad: StrictBool = False
 
 
-class RMSprop(_Model):
+class AdamW(Adam):
+    """Keras ``AdamW``: Adam with decoupled weight decay (Keras's default 0.004), decayed as
+    Keras decays every optimizer's weights (not PyTorch's ``AdamW``, which decays after the
+    update's moments are taken but by ``lr · weight_decay`` the same way: see torch_train)."""
+
+    type: Literal["adamw", "AdamW"]  # type: ignore[assignment]
+    weight_decay: NonNegativeFloat | None = 0.004
+
+
+class RMSprop(_Optimizer):
     """Keras ``RMSprop`` (defaults as in Keras)."""
 
     type: Literal["rmsprop", "RMSprop"]
@@ -785,13 +819,16 @@ def _optimizer_shorthand(value: object) -> object:
 
 
 Optimizer = Annotated[
-    SGD | Adam | RMSprop,
+    SGD | Adam | AdamW | RMSprop,
     Field(discriminator="type"),
     BeforeValidator(
         _optimizer_shorthand,
-        json_schema_input_type=Literal["sgd", "SGD", "adam", "Adam", "rmsprop", "RMSprop"]
+        json_schema_input_type=Literal[
+            "sgd", "SGD", "adam", "Adam", "adamw", "AdamW", "rmsprop", "RMSprop"
+        ]
         | SGD
         | Adam
+        | AdamW
         | RMSprop,
     ),
 ]

@@ -21,7 +21,7 @@ from specnet._frameworks import keras_module, require
 from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.errors import RuntimeFailure, UsageError
 from specnet.shapes import Plan
-from specnet.spec import SGD, Adam, RMSprop, Train
+from specnet.spec import SGD, Adam, AdamW, RMSprop, Train
 from specnet.weights import Weights
 
 keras = keras_module()
@@ -37,22 +37,28 @@ def learning_rate(value: Any) -> Any:
 
 
 def optimizer(config: SGD | Adam | RMSprop) -> Any:
-    """The Keras optimizer the spec names, with its options."""
-    rate = learning_rate(config.learning_rate)
+    """The Keras optimizer the spec names, with its options (the shared ones — weight decay,
+    the clipping — are Keras's own arguments)."""
+    shared = {
+        "learning_rate": learning_rate(config.learning_rate),
+        "weight_decay": config.weight_decay,
+        "clipnorm": config.clipnorm,
+        "clipvalue": config.clipvalue,
+        "global_clipnorm": config.global_clipnorm,
+    }
     if isinstance(config, SGD):
-        return keras.optimizers.SGD(
-            learning_rate=rate, momentum=config.momentum, nesterov=config.nesterov
-        )
+        return keras.optimizers.SGD(**shared, momentum=config.momentum, nesterov=config.nesterov)
     if isinstance(config, Adam):
-        return keras.optimizers.Adam(
-            learning_rate=rate,
+        kind = keras.optimizers.AdamW if isinstance(config, AdamW) else keras.optimizers.Adam
+        return kind(
+            **shared,
             beta_1=config.beta_1,
             beta_2=config.beta_2,
             epsilon=config.epsilon,
             amsgrad=config.amsgrad,
         )
     return keras.optimizers.RMSprop(
-        learning_rate=rate,
+        **shared,
         rho=config.rho,
         momentum=config.momentum,
         epsilon=config.epsilon,

@@ -243,10 +243,11 @@ class TorchTrainer:
         logits = self.forward(inputs)
         loss = self._loss(logits, labels)
         loss.backward()
-        if not isinstance(self.schedule, int | float):  # the rate Keras takes at this step
-            rate = learning_rate(self.schedule, self.iterations)
+        rate = learning_rate(self.schedule, self.iterations)  # the rate Keras takes now
+        if not isinstance(self.schedule, int | float):
             for group in self.optimizer.param_groups:
                 group["lr"] = rate
+        self._clip_and_decay(rate)
         self.optimizer.step()
         self.iterations += 1
         mean, hits = float(loss.detach()), self._correct(logits.detach(), labels)
@@ -255,6 +256,33 @@ class TorchTrainer:
         totals = torch.tensor([mean * len(x), float(hits)], dtype=torch.float64)
         torch.distributed.all_reduce(totals)
         return float(totals[0]) / (global_batch or len(x)), int(totals[1])
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def _clip_and_decay(self, rate: float) -> None:
+        """What Keras's ``BaseOptimizer`` does before the update, in its order: clip the
+        gradients (``clipnorm`` per tensor, ``global_clipnorm`` over all, ``clipvalue`` per
+        element; Keras allows one), then decay each weight by ``weight · weight_decay · rate``
+        (``_apply_weight_decay``: decoupled, at this step's rate, before the update)."""
+        config = self.train_config.optimizer
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        if config.clipnorm:  # tf.clip_by_norm: g · c / max(‖g‖, c)
+            for grad in grads:
+                norm = torch.linalg.vector_norm(grad)
+                grad.mul_(config.clipnorm).div_(torch.clamp(norm, min=config.clipnorm))
+        elif config.global_clipnorm:  # g · c · min(1/‖all‖, 1/c)
+            norm = torch.sqrt(torch.stack([torch.sum(g * g) for g in grads]).sum())
+            scale = config.global_clipnorm * torch.minimum(
+                1.0 / norm, torch.tensor(1.0 / config.global_clipnorm)
+            )
+            torch._foreach_mul_(grads, scale)
+        elif config.clipvalue:
+            for grad in grads:
+                grad.clamp_(-config.clipvalue, config.clipvalue)
+        if config.weight_decay:
+            decay = torch._foreach_mul(params, config.weight_decay)
+            torch._foreach_mul_(decay, rate)
+            torch._foreach_sub_(params, decay)
 
     def logits(self, x: Any) -> Any:
         return self.backend.predict(self.model, x)
