@@ -54,3 +54,12 @@ class Progress:
         metrics = " - ".join(f"{key} {value:.4f}" for key, value in logs.items())
         prefix = "\r" if self.mode == "bar" else ""
         self._write(f"{prefix}Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {metrics}\n")
+
+    def note(self, text: str) -> None:
+        """A callback's decision (early stop, a reduced rate), on its own line."""
+        if self.mode == "quiet":
+            return
+        if self.mode == "json":
+            self._write(json.dumps({"note": text}) + "\n")
+            return
+        self._write(f"{text}\n")

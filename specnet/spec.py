@@ -834,6 +834,43 @@ Optimizer = Annotated[
 ]
 
 
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+
+
+class EarlyStopping(_Model):
+    """``keras.callbacks.EarlyStopping``: stop when ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs (counted from ``start_from_epoch``); with
+    ``restore_best_weights`` the run ends with the best epoch's weights. ``mode: auto`` minimises
+    a loss and maximises an accuracy; ``baseline`` must be beaten before the wait restarts."""
+
+    type: Literal["EarlyStopping"]
+    monitor: Monitor = "val_loss"
+    min_delta: NonNegativeFloat = 0.0
+    patience: NonNegativeInt = 0
+    mode: Literal["auto", "min", "max"] = "auto"
+    baseline: FiniteNumber | None = None
+    restore_best_weights: StrictBool = False
+    start_from_epoch: NonNegativeInt = 0
+
+
+class ReduceLROnPlateau(_Model):
+    """``keras.callbacks.ReduceLROnPlateau``: multiply the learning rate by ``factor`` (not
+    below ``min_lr``) after ``patience`` epochs without an improvement of ``monitor`` by more
+    than ``min_delta``, then wait ``cooldown`` epochs. Needs a constant learning rate."""
+
+    type: Literal["ReduceLROnPlateau"]
+    monitor: Monitor = "val_loss"
+    factor: Annotated[float, Strict(), at.Gt(0), at.Lt(1)] = 0.1
+    patience: NonNegativeInt = 10
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_delta: NonNegativeFloat = 1e-4
+    cooldown: NonNegativeInt = 0
+    min_lr: NonNegativeFloat = 0.0
+
+
+Callback = Annotated[EarlyStopping | ReduceLROnPlateau, Field(discriminator="type")]
+
+
 class Train(_Model):
     """What Keras's ``compile`` and ``fit`` take.
 
@@ -851,6 +888,31 @@ class Train(_Model):
     validation_split: Fraction = 0.2
     shuffle: StrictBool = True
     seed: NonNegativeInt = 0
+    callbacks: Annotated[list[Callback], at.Len(0, 16)] = Field(default_factory=list)
+
+    @field_validator("callbacks")
+    @classmethod
+    def _callbacks_can_act(cls, callbacks: list[Any], info: ValidationInfo) -> list[Any]:
+        optimizer = info.data.get("optimizer")
+        for callback in callbacks:
+            if (
+                isinstance(callback, ReduceLROnPlateau)
+                and optimizer is not None
+                and not isinstance(optimizer.learning_rate, int | float)
+            ):
+                raise PydanticCustomError(
+                    "plateau_schedule",
+                    "ReduceLROnPlateau needs a constant learning_rate; the optimizer has a "
+                    "schedule (Keras refuses the pair too)",
+                )
+            if callback.monitor.startswith("val_") and info.data.get("validation_split") == 0:
+                raise PydanticCustomError(
+                    "monitor_without_validation",
+                    "{kind} monitors {monitor}, but validation_split is 0: there is no "
+                    "validation data",
+                    {"kind": callback.type, "monitor": callback.monitor},
+                )
+        return callbacks
 
 
 # ----------------------------------------------------------------------------- data

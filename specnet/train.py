@@ -41,6 +41,7 @@ from specnet.build import (
     resolved_yaml,
     spec_fingerprint,
 )
+from specnet.callbacks import Callbacks
 from specnet.data import Dataset, anchored, batch_order, load_data
 from specnet.distributed import SOLO, World, broadcast, leave, shard, tf_world, world
 from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, UsageError
@@ -59,6 +60,8 @@ from specnet.weights import (
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 
 LAST, BEST = "checkpoints/last.safetensors", "checkpoints/best.safetensors"
+#: EarlyStopping's best weights (restore_best_weights), kept for a resume and the final weights
+RESTORE = "checkpoints/restore_best.safetensors"
 COLUMNS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
 
@@ -192,6 +195,10 @@ def train(
         done = int(marker.get("epochs_done") or 0)
         if epochs is None:  # the run's own target (its --epochs), not the spec file's
             epochs = int(marker.get("epochs") or spec.train.epochs)
+        if marker.get("stopped_early"):
+            raise NothingToDo(
+                f"{folder}: stopped early at epoch {done} (EarlyStopping); nothing to resume"
+            )
         if marker.get("status") == "finished" and epochs <= done:
             raise NothingToDo(
                 f"{folder}: finished all {done} epochs; nothing to resume "
@@ -274,11 +281,12 @@ def train(
     trainer = chosen.trainer(tplan, spec.train, initial, options)
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     start, best = 0, math.inf
+    callbacks = Callbacks.of(spec.train.callbacks)
     if resume is not None and here.leader:  # what a killed process was writing when it died
         for place in (folder, folder / "checkpoints"):
             sweep_temporaries(place)
     if from_checkpoint:
-        start, history, best = _restore(folder, trainer, plan.spec, backend)
+        start, history, best = _restore(folder, trainer, plan.spec, backend, callbacks)
     meta = {
         "kind": "train",
         "spec": plan.name,
@@ -299,7 +307,10 @@ def train(
     else:
         write_marker(folder, **meta, status="running", epochs_done=start)
     try:
-        _fit(folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here)
+        _fit(
+            folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here,
+            callbacks,
+        )  # fmt: skip
     except KeyboardInterrupt:
         if here.leader:  # the last epoch's checkpoint is complete: every write is atomic
             written = read_marker(folder) or {}
@@ -311,8 +322,13 @@ def train(
             )
         raise
     if here.leader:
+        if callbacks.restores and (folder / RESTORE).exists():  # Keras's on_train_end
+            trainer.set_weights(load_weights(folder / RESTORE, plan))
         _finish(folder, chosen, trainer, dataset, plan, history)
-        write_marker(folder, **meta, status="finished", epochs_done=spec.train.epochs)
+        stopped = [e for e in callbacks.events if e["callback"] == "EarlyStopping"]
+        extra = {"stopped_early": stopped[-1]} if stopped else {}
+        done = len(history["loss"])
+        write_marker(folder, **meta, status="finished", epochs_done=done, **extra)
     del trainer  # release DistributedDataParallel before its process group goes
     leave(here)
     return RunResult(folder, plan, backend, history)
@@ -330,8 +346,10 @@ def _fit(
     progress: Progress,
     meta: dict[str, Any],
     here: World = SOLO,
+    callbacks: Callbacks | None = None,
 ) -> None:
     cfg = plan.spec.train
+    callbacks = callbacks or Callbacks()
     n = len(data.x_train)
     steps = math.ceil(n / cfg.batch_size)
     binary = cfg.loss == "binary_crossentropy"
@@ -370,6 +388,9 @@ def _fit(
         score = val_loss if math.isfinite(val_loss) else logs["loss"]
         improved = score < best
         best = min(best, score)
+        decision = callbacks.on_epoch_end(epoch, logs, trainer.learning_rate())
+        if decision["learning_rate"] is not None:  # ReduceLROnPlateau, on every rank
+            trainer.set_learning_rate(decision["learning_rate"])
         state = trainer.state()  # on every rank: it gathers each rank's RNG state
         if not here.leader:
             continue
@@ -380,10 +401,22 @@ def _fit(
                 overwrite=True,
                 metadata={"epoch": str(epoch + 1), "class_names": json.dumps(data.class_names)},
             )
-        _checkpoint(folder, state, backend, plan.spec, epoch + 1, history, best)
+        if decision["save_best"]:
+            save_weights(
+                folder / RESTORE,
+                trainer.weights(),
+                overwrite=True,
+                metadata={"epoch": str(epoch + 1), "class_names": json.dumps(data.class_names)},
+            )
+        _checkpoint(folder, state, backend, plan.spec, epoch + 1, history, best, callbacks)
         _write_metrics(folder, history)
         write_marker(folder, **meta, status="running", epochs_done=epoch + 1)
         progress.epoch_end(epoch, logs, time.perf_counter() - began)
+        for event in callbacks.events:
+            if event["epoch"] == epoch + 1:
+                progress.note(_describe(event))
+        if decision["stop"]:
+            break
 
 
 def _checkpoint(
@@ -394,6 +427,7 @@ def _checkpoint(
     epoch: int,
     history: dict[str, list[float]],
     best: float,
+    callbacks: Callbacks | None = None,
 ) -> None:
     progress = {
         "epoch": epoch,
@@ -404,6 +438,7 @@ def _checkpoint(
         "best": best,
         "backend": backend,
         "versions": _environment(backend),
+        "callbacks": (callbacks or Callbacks()).state(),
     }
     data = encode_safetensors(state, metadata={"progress": json.dumps(progress)})
     (folder / "checkpoints").mkdir(exist_ok=True)
@@ -422,8 +457,22 @@ def _environment(backend: str) -> dict[str, Any]:
     return found
 
 
+def _describe(event: dict[str, Any]) -> str:
+    if event["callback"] == "EarlyStopping":
+        restored = (
+            f"; weights of epoch {event['best_epoch']} restored"
+            if event["restored_best_weights"]
+            else ""
+        )
+        return (
+            f"early stopping at epoch {event['epoch']}: {event['monitor']} last improved at "
+            f"epoch {event['best_epoch']} ({event['best']:.4g}){restored}"
+        )
+    return f"epoch {event['epoch']}: learning rate reduced to {event['learning_rate']:.4g}"
+
+
 def _restore(
-    folder: Path, trainer: Any, spec: Spec, backend: str
+    folder: Path, trainer: Any, spec: Spec, backend: str, callbacks: Callbacks | None = None
 ) -> tuple[int, dict[str, list[float]], float]:
     safetensors = require("safetensors")
     try:
@@ -461,6 +510,8 @@ def _restore(
             f"counts ({detail}); resuming would not reproduce the run"
         )
     trainer.load_state(state)
+    if callbacks is not None:
+        callbacks.load(progress.get("callbacks") or {})
     return int(progress["epoch"]), progress["history"], float(progress["best"])
 
 

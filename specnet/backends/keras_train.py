@@ -188,6 +188,16 @@ class KerasTrainer:
     def weights(self) -> Weights:
         return self.backend.get_weights(self.model, self.plan)  # type: ignore[no-any-return]
 
+    def set_weights(self, weights: Weights) -> None:
+        self.backend.set_weights(self.model, self.plan, weights)
+
+    def learning_rate(self) -> float:
+        """The rate of the next step (a schedule's at the current iteration)."""
+        return float(self.optimizer.learning_rate)
+
+    def set_learning_rate(self, rate: float) -> None:
+        self.optimizer.learning_rate = rate  # Keras assigns its float32 variable
+
     def _variables(self) -> dict[str, Any]:
         """Every model and optimizer variable by a stable name: ``model/<layer>/<variable>``
         (``model/conv2d/kernel``, ``model/dropout/seed_generator_state``) and

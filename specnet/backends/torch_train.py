@@ -290,6 +290,20 @@ class TorchTrainer:
     def weights(self) -> Weights:
         return self.backend.get_weights(self.model, self.plan)  # type: ignore[no-any-return]
 
+    def set_weights(self, weights: Weights) -> None:
+        self.backend.set_weights(self.model, self.plan, weights)
+
+    def learning_rate(self) -> float:
+        """The rate of the next step (a schedule's at the current iteration)."""
+        return learning_rate(self.schedule, self.iterations)
+
+    def set_learning_rate(self, rate: float) -> None:
+        """A constant rate from now on (ReduceLROnPlateau; the spec forbids it with a
+        schedule)."""
+        self.schedule = rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def state(self) -> dict[str, Any]:
         """Everything a resume needs, as NumPy arrays: model, optimizer, RNG. A snapshot: the
         arrays are copies, which later steps do not change (a tensor's ``.numpy()`` is a view
@@ -307,6 +321,10 @@ class TorchTrainer:
                     tensor = torch.as_tensor(value).detach().cpu().contiguous()
                     out[f"optimizer/{name}/{key}"] = tensor.numpy().copy()
         out["optimizer/iterations"] = torch.tensor(self.iterations).numpy().astype("int64")
+        if isinstance(self.schedule, int | float):  # ReduceLROnPlateau may have changed it
+            out["optimizer/learning_rate"] = torch.tensor(
+                float(self.schedule), dtype=torch.float64
+            ).numpy()
         rng = torch.get_rng_state().numpy()
         if self.distributed:  # every rank's generator, so a resumed run redraws the same masks
             for rank, state in enumerate(_gather(rng)):
@@ -332,6 +350,8 @@ class TorchTrainer:
                 }
         if "optimizer/iterations" in state:  # (older checkpoints: a constant rate, unused)
             self.iterations = int(state["optimizer/iterations"])
+        if "optimizer/learning_rate" in state and isinstance(self.schedule, int | float):
+            self.set_learning_rate(float(state["optimizer/learning_rate"]))
         rank = torch.distributed.get_rank() if self.distributed else 0
         rng = state.get(f"rng/torch/{rank}", state.get("rng/torch"))
         if rng is None:
