@@ -14,6 +14,7 @@ goes into the checkpoint, so a resumed run acts on the same epochs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,12 +80,18 @@ class Callbacks:
     def restores(self) -> bool:
         return any(s.config.restore_best_weights for s in self.stoppers)
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float], rate: float) -> dict[str, Any]:
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, float], rate: float | Callable[[], float]
+    ) -> dict[str, Any]:
+        """``rate``: the learning rate now, or a function giving it (asked only by a
+        ReduceLROnPlateau)."""
         decision: dict[str, Any] = {"stop": False, "save_best": False, "learning_rate": None}
         for stopper in self.stoppers:
             self._stopper(stopper, epoch, logs, decision)
+        if self.reducers and callable(rate):
+            rate = rate()
         for reducer in self.reducers:
-            new = self._reducer(reducer, epoch, logs, rate)
+            new = self._reducer(reducer, epoch, logs, float(rate))  # type: ignore[arg-type]
             if new is not None:
                 decision["learning_rate"] = rate = new
         return decision

@@ -388,7 +388,7 @@ def _fit(
         score = val_loss if math.isfinite(val_loss) else logs["loss"]
         improved = score < best
         best = min(best, score)
-        decision = callbacks.on_epoch_end(epoch, logs, trainer.learning_rate())
+        decision = callbacks.on_epoch_end(epoch, logs, lambda: trainer.learning_rate())
         if decision["learning_rate"] is not None:  # ReduceLROnPlateau, on every rank
             trainer.set_learning_rate(decision["learning_rate"])
         state = trainer.state()  # on every rank: it gathers each rank's RNG state

@@ -66,7 +66,7 @@ LOSSES = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     LOSSES,
     st.fixed_dictionaries(
@@ -86,7 +86,7 @@ def test_early_stopping_decides_as_keras(losses: list[float], config: dict[str, 
     assert (ours["stopped"], ours["best_epoch"]) == (keras["stopped"], keras["best_epoch"])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     LOSSES,
     st.fixed_dictionaries(

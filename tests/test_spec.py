@@ -426,9 +426,9 @@ _BASE = {
             "",
         ),
         (
-            {"train": {"optimizer": "adamw"}},
+            {"train": {"optimizer": "adamx"}},
             "train.optimizer.type",
-            "unknown `type` 'adamw'",
+            "unknown `type` 'adamx'",
             "did you mean 'adam'?",
         ),
         (
@@ -622,9 +622,11 @@ def test_resolved_is_plain_json_data_without_the_schema_line() -> None:
     assert json.loads(json.dumps(resolved)) == resolved  # lists, not tuples: JSON and YAML alike
     assert resolved["layers"][0]["kernel_size"] == [3, 3]
     assert resolved["train"]["optimizer"] == {
+        "weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
         "type": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
         "amsgrad": False,
     }  # fmt: skip
+    assert resolved["train"]["callbacks"] == []
     assert spec_from_dict(resolved).resolved() == resolved
 
 

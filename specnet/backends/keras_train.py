@@ -193,7 +193,8 @@ class KerasTrainer:
 
     def learning_rate(self) -> float:
         """The rate of the next step (a schedule's at the current iteration)."""
-        return float(self.optimizer.learning_rate)
+        # (a MirroredVariable under a strategy: read through Keras's own conversion)
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
 
     def set_learning_rate(self, rate: float) -> None:
         self.optimizer.learning_rate = rate  # Keras assigns its float32 variable
