@@ -11,7 +11,8 @@ exactly what an uninterrupted run holds, with the same bytes.
 The moments are drawn from a fresh seed each run (printed when a check fails); replay one with
 ``SPECNET_CRASH_SEED=<seed> pytest tests/test_crashes.py``. Each kill is a process start
 (TensorFlow's import alone is ~4 s), so a CI run makes 4 per backend and the two publishing
-kills (~45 s for Keras); the longer campaign is ``SPECNET_CRASH_KILLS=40 pytest tests/test_crashes.py -k kills``.
+kills (~45 s for Keras); the longer campaign is
+``SPECNET_CRASH_KILLS=40 pytest tests/test_crashes.py -k kills``.
 """
 
 from __future__ import annotations
