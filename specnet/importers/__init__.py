@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet.errors import UsageError
-from specnet.importers.common import ImportResult, readable_spec, sha256_of
+from specnet.importers.common import ImportResult, readable_spec, write_import
 from specnet.importers.hdf5 import HDF5, WeightsFile, read_weights_file
 from specnet.importers.keras_config import KerasModel, ModelImportError, read_json, translate
 from specnet.importers.keras_weights import CONVENTIONS, canonical_weights, convention_of
@@ -152,7 +152,6 @@ def import_model(
     limits: Any = None,
 ) -> ImportResult:
     """Import ``src`` (module doc) into a build directory, default ``build/<model name>``."""
-    from specnet.build import build
     from specnet.shapes import infer
     from specnet.spec import spec_from_dict
 
@@ -223,31 +222,25 @@ def import_model(
         origin = f"initializers (imported {path} has no weights), seed {spec.train.seed}"
     header = _header(path, source_format, convention, why, notes, weights_file)
     imported = {
-        "source": str(path),
-        "source_sha256": sha256_of(path),
-        "format": source_format,
         "weights": weights_file.path if weights_file else None,
         "kernel_convention": convention,
         "kernel_convention_from": why if convention else None,
         "notes": notes,
     }
-    result = build(
+    return write_import(
+        path,
         spec,
-        backend,
-        out=out or Path("build") / plan.name,
-        weights=canonical,
+        model.spec,
+        canonical,
+        source_format=source_format,
+        origin=origin,
+        header=header,
+        imported=imported,
+        convention=convention,
+        out=out,
+        backend=backend,
         force=force,
         limits=limits,
-        origin=origin,
-        extra={"imported": imported},
-        texts={"spec.yaml": readable_spec(model.spec, str(path))},
-    )
-    summary = result.out / "summary.txt"
-    from specnet._io import atomic_write_text
-
-    atomic_write_text(summary, header + summary.read_text(), overwrite=True)
-    return ImportResult(
-        result.out, result.plan, source_format, convention, notes + list(result.notes), result.files
     )
 
 

@@ -52,3 +52,42 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_import(
+    path: Path,
+    spec: Any,
+    spec_map: dict[str, Any],
+    weights: Any,
+    *,
+    source_format: str,
+    origin: str,
+    header: str,
+    imported: dict[str, Any],
+    convention: str | None,
+    out: str | Path | None,
+    backend: str | None,
+    force: bool,
+    limits: Any,
+) -> ImportResult:
+    """The build directory of an import: :func:`specnet.build.build` with the weights in
+    memory, ``imported`` in ``specnet.json``, ``spec.yaml``, and ``header`` atop the summary."""
+    from specnet._io import atomic_write_text
+    from specnet.build import build
+
+    record = {"source": str(path), "source_sha256": sha256_of(path), "format": source_format}
+    result = build(
+        spec,
+        backend,
+        out=out or Path("build") / spec.name,
+        weights=weights,
+        force=force,
+        limits=limits,
+        origin=origin,
+        extra={"imported": {**record, **imported}},
+        texts={"spec.yaml": readable_spec(spec_map, str(path))},
+    )
+    summary = result.out / "summary.txt"
+    atomic_write_text(summary, header + summary.read_text(), overwrite=True)
+    notes = list(imported.get("notes", [])) + list(result.notes)
+    return ImportResult(result.out, result.plan, source_format, convention, notes, result.files)

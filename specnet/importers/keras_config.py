@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from specnet.errors import Issue, SpecError, brief
+from specnet.spec import INITIALIZERS
 
 __all__ = ["KLayer", "KerasModel", "ModelImportError", "parse_config", "read_json", "translate"]
 
@@ -381,16 +382,7 @@ _ACTIVATIONS = {
     "hard_silu": "hard_silu",
     "hard_swish": "hard_swish",
 }
-_INITIALIZERS = {
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "zeros",
-    "ones",
-}
+_INITIALIZERS = set(INITIALIZERS)
 _INITIALIZER_CLASSES = {
     "GlorotUniform": "glorot_uniform",
     "GlorotNormal": "glorot_normal",

@@ -826,8 +826,7 @@ def import_onnx(
     path: Path, *, out: str | Path | None, backend: str | None, force: bool, limits: Any
 ) -> ImportResult:
     """``specnet import FILE.onnx``: see the module doc."""
-    from specnet.build import build
-    from specnet.importers.common import ImportResult, readable_spec, sha256_of
+    from specnet.importers.common import write_import
     from specnet.shapes import infer
     from specnet.spec import spec_from_dict
 
@@ -856,32 +855,21 @@ def import_onnx(
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     producer = f"{proto.producer_name or '?'} {proto.producer_version}".strip()
     source_format = f"ONNX (IR {proto.ir_version}, opset {opset}, producer {producer})"
-    imported = {
-        "source": str(path),
-        "source_sha256": sha256_of(path),
-        "format": source_format,
-        "weights": str(path),
-        "kernel_convention": None,
-        "notes": notes,
-    }
-    result = build(
+    header = f"Imported from {path} ({source_format})\n"
+    header += "".join(f"note: {n}\n" for n in notes) + "\n"
+    imported = {"weights": str(path), "kernel_convention": None, "notes": notes}
+    return write_import(
+        path,
         spec,
-        backend,
-        out=out or Path("build") / plan.name,
-        weights=weights,
+        spec_map,
+        weights,
+        source_format=source_format,
+        origin=f"imported from {path}",
+        header=header,
+        imported=imported,
+        convention=None,
+        out=out,
+        backend=backend,
         force=force,
         limits=limits,
-        origin=f"imported from {path}",
-        extra={"imported": imported},
-        texts={"spec.yaml": readable_spec(spec_map, str(path))},
-    )
-    from specnet._io import atomic_write_text
-
-    summary = result.out / "summary.txt"
-    header = (
-        f"Imported from {path} ({source_format})\n" + "".join(f"note: {n}\n" for n in notes) + "\n"
-    )
-    atomic_write_text(summary, header + summary.read_text(), overwrite=True)
-    return ImportResult(
-        result.out, result.plan, source_format, None, notes + list(result.notes), result.files
     )
