@@ -13,7 +13,7 @@ from specnet import SpecError, infer, loads_spec, spec_from_dict
 from tests.conftest import SPECS
 
 # `SPECNET_FUZZ_EXAMPLES=200000 pytest tests/test_fuzz.py` runs a longer campaign.
-EXAMPLES = int(os.environ.get("SPECNET_FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("SPECNET_FUZZ_EXAMPLES", "600"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

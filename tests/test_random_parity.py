@@ -39,7 +39,7 @@ from tests.helpers import ATOL, RTOL, busy_weights
 from tests.random_networks import networks
 
 SPECS = int(os.environ.get("SPECNET_PARITY_SPECS", "200"))
-EXPORTED = int(os.environ.get("SPECNET_PARITY_EXPORTED", "8"))
+EXPORTED = int(os.environ.get("SPECNET_PARITY_EXPORTED", "6"))
 TRAINED = int(os.environ.get("SPECNET_PARITY_TRAINED", "20"))
 REPORT = os.environ.get("SPECNET_PARITY_REPORT")
 REGRESSIONS = sorted((ROOT / "tests" / "regressions").glob("*.json"))
