@@ -9,7 +9,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ImportResult", "readable_spec", "sha256_of"]
+__all__ = ["ImportResult", "readable_spec", "rows_to_hwc", "sha256_of", "write_import"]
+
+
+def rows_to_hwc(kernel: Any, image: tuple[int, ...]) -> Any:
+    """A Dense kernel whose rows follow a (c, h, w) flatten of ``image`` (the spec's (h, w, c)
+    shape), its rows reordered to the spec's (h, w, c) flatten."""
+    h, w, c = image
+    units = kernel.shape[1]
+    return kernel.reshape(c, h, w, units).transpose(1, 2, 0, 3).reshape(h * w * c, units)
 
 
 @dataclass

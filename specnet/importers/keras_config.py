@@ -393,7 +393,6 @@ _INITIALIZER_CLASSES = {
     "Zeros": "zeros",
     "Ones": "ones",
 }
-_CODE_FIELDS = ("function", "function_type", "module", "output_shape_type")
 _TRAINING_ONLY = (
     "kernel_regularizer",
     "bias_regularizer",
@@ -704,10 +703,8 @@ def _check_code(state: _State, layer: KLayer) -> None:
             "a model nested inside the model; specnet imports one flat model",
             hint="flatten it in Keras first (rebuild the outer model from the inner one's layers)",
         )
-    if layer.config.get("registered_name") or any(
-        isinstance(layer.config.get(key), str) and key in ("function_type",) for key in _CODE_FIELDS
-    ):
-        _refuse(state, layer, "a custom object (registered code), which specnet never runs")
+    if isinstance(layer.config.get("function_type"), str):  # code in another layer's config
+        _refuse(state, layer, "a function (marshalled code), which specnet never runs")
 
 
 def _drop_training_only(state: _State, layer: KLayer) -> None:

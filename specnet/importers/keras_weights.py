@@ -16,15 +16,16 @@ shape against the Plan before reading it, then convert:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from specnet._frameworks import require
 from specnet.errors import UsageError
+from specnet.importers.common import rows_to_hwc
 from specnet.importers.hdf5 import LayerArrays, WeightsFile, read_dataset
 from specnet.importers.keras_config import KerasModel, WeightRule, _snake
 
 if TYPE_CHECKING:
-    from specnet.shapes import Plan, PlanLayer
+    from specnet.shapes import Plan
     from specnet.weights import Weights
 
 __all__ = ["CONVENTIONS", "canonical_weights", "convention_of"]
@@ -150,7 +151,7 @@ def canonical_weights(
                 value = value[::-1, ::-1]
                 flipped += 1
             if suffix == "kernel" and rule.rows_chw is not None:
-                value = _rows_to_hwc(value, steps[rule.rows_chw])
+                value = rows_to_hwc(value, steps[rule.rows_chw].input_shape)
             weights[f"{spec_name}.{suffix}"] = np.ascontiguousarray(value, dtype=np.float32)
         if rule.input_dim is not None and step.input_shape[-1] != rule.input_dim:
             raise UsageError(
@@ -167,9 +168,3 @@ def canonical_weights(
             "before it read a channels-first image"
         )
     return weights, notes
-
-
-def _rows_to_hwc(kernel: Any, flatten: PlanLayer) -> Any:
-    h, w, c = flatten.input_shape
-    units = kernel.shape[1]
-    return kernel.reshape(c, h, w, units).transpose(1, 2, 0, 3).reshape(h * w * c, units)

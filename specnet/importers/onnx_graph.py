@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from specnet._frameworks import require
 from specnet.errors import Issue, UsageError
-from specnet.importers.keras_config import ModelImportError
+from specnet.importers.keras_config import ModelImportError, _snake
 
 if TYPE_CHECKING:
     from specnet.importers.common import ImportResult
@@ -67,6 +67,8 @@ class _Translator:
         self.notes: list[str] = []
         self.uses: dict[str, int] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
+        #: a ``flat_chw`` value → the Flatten (spec name) whose (c, h, w) order it is in
+        self.flat_sources: dict[str, str] = {}
 
     # ------------------------------------------------------------------ helpers
     def fail(self, node: Any, message: str, hint: str = "") -> NoReturn:
@@ -292,14 +294,15 @@ class _Translator:
         item: dict[str, Any]
         if node.domain not in ("", "ai.onnx"):
             self.fail(node, f"operator domain {node.domain!r} is not ONNX's")
-        if op in ("Identity", "Dropout"):
+        if op == "Identity":
+            self.values[node.output[0]] = self.value(node)
+            return
+        if op == "Dropout":
             source = self.value(node)
-            self.values[node.output[0]] = source
-            if op == "Dropout":
-                ratio = self.const(node, 1) if len(node.input) > 1 else a.get("ratio", 0.5)
-                rate = float(ratio) if ratio is not None else 0.5
-                layer = self.add(node, "dropout", {"type": "Dropout", "rate": rate}, source)
-                self.out(node, layer.item["name"], source.layout)
+            ratio = self.const(node, 1) if len(node.input) > 1 else a.get("ratio", 0.5)
+            rate = float(ratio) if ratio is not None else 0.5
+            layer = self.add(node, "dropout", {"type": "Dropout", "rate": rate}, source)
+            self.out(node, layer.item["name"], source.layout)
             return
         if op == "Transpose":
             source = self.value(node)
@@ -628,8 +631,6 @@ class _Translator:
             layer.rows_from = self.flat_sources[node.input[0]]
         self.out(node, layer.item["name"], "flat")
 
-    flat_sources: dict[str, str]
-
     def arithmetic(self, node: Any) -> None:
         np = self.np
         op = node.op_type
@@ -806,18 +807,12 @@ def _f32(value: Any) -> float:
     return float(str(require("numpy").float32(value)))
 
 
-def _snake(kind: str) -> str:
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", kind)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def translate_onnx(path: Path) -> tuple[dict[str, Any], dict[str, _Layer], list[str]]:
     """(the spec mapping, the layers with their weights, notes) of an ONNX file."""
     from specnet.backends.onnx import read_onnx
 
     model = read_onnx(path)
     translator = _Translator(path, model)
-    translator.flat_sources = {}
     spec, layers = translator.run()
     return spec, layers, translator.notes
 
@@ -826,7 +821,7 @@ def import_onnx(
     path: Path, *, out: str | Path | None, backend: str | None, force: bool, limits: Any
 ) -> ImportResult:
     """``specnet import FILE.onnx``: see the module doc."""
-    from specnet.importers.common import write_import
+    from specnet.importers.common import rows_to_hwc, write_import
     from specnet.shapes import infer
     from specnet.spec import spec_from_dict
 
@@ -840,9 +835,7 @@ def import_onnx(
         for suffix, value in layer.weights.items():
             value = np.asarray(value, dtype=np.float32)
             if suffix == "kernel" and layer.rows_from is not None:
-                h, w, c = steps[layer.rows_from].input_shape
-                units = value.shape[1]
-                value = value.reshape(c, h, w, units).transpose(1, 2, 0, 3).reshape(-1, units)
+                value = rows_to_hwc(value, steps[layer.rows_from].input_shape)
             weights[f"{name}.{suffix}"] = np.ascontiguousarray(value)
     reordered = [name for name, layer in layers.items() if layer.rows_from]
     if reordered:
