@@ -21,6 +21,7 @@ from specnet.spec import (
     LAYER_KINDS,
     Activation,
     Add,
+    Augmentation,
     Average,
     AveragePooling2D,
     BatchNormalization,
@@ -123,6 +124,9 @@ class Plan:
     input_shape: Shape
     layers: tuple[PlanLayer, ...]
     limits: Limits = field(default_factory=Limits)
+    #: the leading augmentation layers: run by the training data pipeline, never built (the
+    #: network reads ``input`` where the spec names one of them)
+    augmentation: tuple[PlanLayer, ...] = ()
 
     @property
     def name(self) -> str:
@@ -182,6 +186,10 @@ class Plan:
         return {
             "name": self.name,
             "input_shape": list(self.input_shape),
+            "augmentation": [
+                {"name": layer.name, "type": layer.kind, "output_shape": list(layer.output_shape)}
+                for layer in self.augmentation
+            ],
             "layers": [
                 {
                     "name": layer.name,
@@ -637,10 +645,19 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
     limits = limits or Limits()
     values: dict[str, Shape] = {"input": tuple(spec.input_shape)}
     planned: list[PlanLayer] = []
+    augmented: list[PlanLayer] = []
     above = "input"
     for i, layer in enumerate(spec.layers):
         assert layer.name is not None  # named by the loader
         inputs = layer.inputs or (above,)  # resolved by the loader; a hand-made Spec may not be
+        if isinstance(layer, Augmentation):  # the pipeline's, before the network: its input
+            shape = tuple(spec.input_shape)
+            augmented.append(
+                PlanLayer(i, layer.name, layer.KIND, layer, ("input",), (shape,), shape, 0, 0, {})
+            )
+            above = layer.name
+            continue
+        inputs = tuple("input" if name in {a.name for a in augmented} else name for name in inputs)
         shapes = tuple(values[name] for name in inputs)
         try:
             out, flops = RULES[type(layer)](layer, shapes)
@@ -663,7 +680,7 @@ def infer(spec: Spec, limits: Limits | None = None) -> Plan:
         )
         values[layer.name] = out
         above = layer.name
-    plan = Plan(spec, tuple(spec.input_shape), tuple(planned), limits)
+    plan = Plan(spec, tuple(spec.input_shape), tuple(planned), limits, tuple(augmented))
     issues = _check_limits(plan, limits) + _check_class_names(plan)
     if issues:
         raise ShapeError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
@@ -857,6 +874,9 @@ def summary_text(plan: Plan) -> str:
     graph (not a chain) gets Keras's "Connected to" column, one input per line."""
     graph = not plan.is_chain
     rows: list[tuple[str, ...]] = []
+    for layer in plan.augmentation:  # (training only: no parameters, no FLOPs counted)
+        shape = "(None, " + ", ".join(str(n) for n in layer.output_shape) + ")"
+        rows.append((f"{layer.name} ({layer.kind})", shape, "0", "train", *([""] if graph else [])))
     for layer in plan.layers:
         row = (
             f"{layer.name} ({layer.kind})",

@@ -94,6 +94,7 @@ NonNegativeInt = Annotated[int, Strict(), at.Ge(0), at.Le(MAX_INT)]
 StrictBool = Annotated[bool, Strict()]
 PositiveFloat = Annotated[float, Strict(), at.Gt(0), at.Lt(math.inf)]
 Fraction = Annotated[float, Strict(), at.Ge(0), at.Lt(1)]  # 0 ≤ x < 1
+NonNegativeFloat = Annotated[float, Strict(), at.Ge(0), at.Lt(math.inf)]
 FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Name = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")]
 # Layer names become Python attributes in generated PyTorch code and weight-key prefixes.
@@ -162,6 +163,65 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, populate_by_name=True)
 
 
+# ----------------------------------------------------------------------------- regularizers
+
+
+class L1(_Model):
+    """``keras.regularizers.L1``: ``l1 · Σ|w|`` added to the loss (Keras's default 0.01)."""
+
+    type: Literal["l1", "L1"]
+    l1: NonNegativeFloat = 0.01
+
+
+class L2(_Model):
+    """``keras.regularizers.L2``: ``l2 · Σw²`` added to the loss — no ½, unlike the
+    ``weight_decay`` of PyTorch's SGD (Keras's default 0.01)."""
+
+    type: Literal["l2", "L2"]
+    l2: NonNegativeFloat = 0.01
+
+
+class L1L2(_Model):
+    """``keras.regularizers.L1L2``: ``l1 · Σ|w| + l2 · Σw²``. Keras 3's defaults are 0 and 0
+    (Keras 2's ``l1_l2()`` had 0.01 for both), so ``l1_l2`` with no factors adds nothing."""
+
+    type: Literal["l1_l2", "L1L2"]
+    l1: NonNegativeFloat = 0.0
+    l2: NonNegativeFloat = 0.0
+
+
+def _regularizer_shorthand(value: object) -> object:
+    """``kernel_regularizer: l2`` is ``{type: l2}`` with Keras's default factor, as
+    ``keras.regularizers.get("l2")`` reads it."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+Regularizer = Annotated[
+    L1 | L2 | L1L2,
+    Field(discriminator="type"),
+    BeforeValidator(
+        _regularizer_shorthand,
+        json_schema_input_type=Literal["l1", "L1", "l2", "L2", "l1_l2", "L1L2"] | L1 | L2 | L1L2,
+    ),
+]
+#: a weighted layer's regularizer fields → the canonical weight each applies to
+REGULARIZED = {
+    "kernel_regularizer": "kernel",
+    "depthwise_regularizer": "depthwise_kernel",
+    "pointwise_regularizer": "pointwise_kernel",
+    "bias_regularizer": "bias",
+}
+
+
+def regularizers(layer: Any) -> dict[str, L1 | L2 | L1L2]:
+    """A layer's regularized weights (canonical suffix → regularizer)."""
+    return {
+        suffix: getattr(layer, field)
+        for field, suffix in REGULARIZED.items()
+        if getattr(layer, field, None) is not None
+    }
+
+
 # ----------------------------------------------------------------------------- layers
 
 
@@ -215,6 +275,8 @@ class Conv2D(LayerBase):
     use_bias: StrictBool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
 
 
 class DepthwiseConv2D(LayerBase):
@@ -234,6 +296,8 @@ class DepthwiseConv2D(LayerBase):
     use_bias: StrictBool = True
     depthwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    depthwise_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
 
 
 class SeparableConv2D(LayerBase):
@@ -257,6 +321,9 @@ class SeparableConv2D(LayerBase):
     depthwise_initializer: Initializer = "glorot_uniform"
     pointwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    depthwise_regularizer: Regularizer | None = None
+    pointwise_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
 
 
 class Conv2DTranspose(LayerBase):
@@ -277,6 +344,8 @@ class Conv2DTranspose(LayerBase):
     use_bias: StrictBool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
 
 
 class UpSampling2D(LayerBase):
@@ -352,9 +421,6 @@ class Permute(LayerBase):
     PREFIX = "permute"
     type: Literal["Permute"]
     dims: Annotated[tuple[PositiveInt, PositiveInt, PositiveInt], AfterValidator(_permutation)]
-
-
-NonNegativeFloat = Annotated[float, Strict(), at.Ge(0), at.Lt(math.inf)]
 
 
 class ReLU(LayerBase):
@@ -440,6 +506,8 @@ class Dense(LayerBase):
     use_bias: StrictBool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
 
 
 class Softmax(LayerBase):
@@ -584,6 +652,152 @@ class Concatenate(_Merge):
     axis: Annotated[int, Strict(), at.Ge(-3), at.Le(3)] = -1
 
 
+# ----------------------------------------------------------------------------- augmentation
+
+
+def _factor(bounds: tuple[float, float]) -> Any:
+    """A Keras factor: one number ``f`` (the range [−|f|, |f|]) or a pair [low, high], every
+    value within ``bounds``."""
+    low, high = bounds
+    number = Annotated[float, Strict(), at.Ge(low), at.Le(high)]
+    return number | Annotated[tuple[number, number], AfterValidator(_sorted_pair)]
+
+
+def _sorted_pair(value: tuple[float, float]) -> tuple[float, float]:
+    if value[0] > value[1]:
+        raise PydanticCustomError("range_order", "expected [low, high] with low ≤ high")
+    return value
+
+
+def _increasing_range(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise PydanticCustomError("range_order", "expected [low, high] with low < high")
+    return value
+
+
+FillMode = Literal["reflect", "wrap", "constant", "nearest"]
+Interpolation = Literal["nearest", "bilinear"]
+ValueRange = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing_range)]
+
+
+class Augmentation(LayerBase):
+    """A Keras 3 preprocessing layer that changes training images only: run by specnet's data
+    pipeline (:mod:`specnet.augment`) before the network, absent from every build and export.
+    They come first in ``layers:``, where Keras users write them. ``seed``: this layer's own
+    draws (default: the run's ``train.seed``)."""
+
+    seed: NonNegativeInt | None = None
+
+    def factor_range(self, value: float | tuple[float, float]) -> tuple[float, float]:
+        """Keras's reading of a factor: ``f`` → (−|f|, |f|), a pair as it is."""
+        if isinstance(value, tuple):
+            return (float(value[0]), float(value[1]))
+        return (-abs(float(value)), abs(float(value)))
+
+
+class RandomFlip(Augmentation):
+    """``keras.layers.RandomFlip``: each image flipped left–right (``horizontal``), top–bottom
+    (``vertical``) or — one draw for both, as Keras 3 draws it — both, with probability ½."""
+
+    KIND = "RandomFlip"
+    PREFIX = "random_flip"
+    type: Literal["RandomFlip"]
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal_and_vertical"
+
+
+class RandomRotation(Augmentation):
+    """``keras.layers.RandomRotation``: each image rotated about its centre by an angle drawn
+    from ``factor`` × 360° (positive: counter-clockwise), the pixels outside filled by
+    ``fill_mode``."""
+
+    KIND = "RandomRotation"
+    PREFIX = "random_rotation"
+    type: Literal["RandomRotation"]
+    factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteNumber = 0.0
+
+
+class RandomZoom(Augmentation):
+    """``keras.layers.RandomZoom``: each image scaled about its centre by ``1 + z``, ``z``
+    drawn from ``height_factor`` (and ``width_factor``; without it the same ``z`` for both):
+    a positive ``z`` zooms out, a negative one in."""
+
+    KIND = "RandomZoom"
+    PREFIX = "random_zoom"
+    type: Literal["RandomZoom"]
+    height_factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
+    width_factor: _factor((-1.0, 1.0)) | None = None  # type: ignore[valid-type]
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteNumber = 0.0
+
+    @field_validator("height_factor", "width_factor")
+    @classmethod
+    def _above_minus_one(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        values = value if isinstance(value, tuple) else (value, -abs(value))
+        if min(values) <= -1:
+            raise PydanticCustomError(
+                "zoom_range", "a zoom factor must be above -1 (1 + factor scales the image)"
+            )
+        return value
+
+
+class RandomTranslation(Augmentation):
+    """``keras.layers.RandomTranslation``: each image shifted by a fraction of its height
+    (``height_factor``) and width (``width_factor``), drawn from each."""
+
+    KIND = "RandomTranslation"
+    PREFIX = "random_translation"
+    type: Literal["RandomTranslation"]
+    height_factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
+    width_factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteNumber = 0.0
+
+
+class RandomContrast(Augmentation):
+    """``keras.layers.RandomContrast``: each image's channels moved away from (or towards)
+    their mean by a factor drawn from [1 − low, 1 + high] (``factor: f`` is low = high = f, as
+    Keras documents), then clipped to ``value_range``."""
+
+    KIND = "RandomContrast"
+    PREFIX = "random_contrast"
+    type: Literal["RandomContrast"]
+    factor: _factor((0.0, 1.0))  # type: ignore[valid-type]
+    value_range: ValueRange = (0.0, 1.0)
+
+    def factor_range(self, value: float | tuple[float, float]) -> tuple[float, float]:
+        low, high = value if isinstance(value, tuple) else (value, value)
+        return (1.0 - float(low), 1.0 + float(high))
+
+
+class RandomBrightness(Augmentation):
+    """``keras.layers.RandomBrightness``: a value drawn from ``factor`` times the width of
+    ``value_range`` added to every pixel of an image, then clipped to ``value_range``."""
+
+    KIND = "RandomBrightness"
+    PREFIX = "random_brightness"
+    type: Literal["RandomBrightness"]
+    factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
+    value_range: ValueRange = (0.0, 1.0)
+
+
+AUGMENTATIONS: tuple[type[Augmentation], ...] = (
+    RandomFlip,
+    RandomRotation,
+    RandomZoom,
+    RandomTranslation,
+    RandomContrast,
+    RandomBrightness,
+)
+
+
+#: every kind of network layer (:data:`AUGMENTATIONS` are the data pipeline's)
 LAYER_KINDS: tuple[type[LayerBase], ...] = (
     Conv2D,
     Activation,
@@ -640,12 +854,18 @@ Layer = Annotated[
     | UpSampling2D
     | LayerNormalization
     | Reshape
-    | Permute,
+    | Permute
+    | RandomFlip
+    | RandomRotation
+    | RandomZoom
+    | RandomTranslation
+    | RandomContrast
+    | RandomBrightness,
     Field(discriminator="type"),
 ]
 _LAYER_BY_TYPE: dict[str, type[LayerBase]] = {
     literal: kind
-    for kind in LAYER_KINDS
+    for kind in (*LAYER_KINDS, *AUGMENTATIONS)
     for literal in kind.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 }
 
@@ -751,12 +971,17 @@ LearningRate = Annotated[
 class _Optimizer(_Model):
     """What every Keras optimizer takes besides its own options (Keras's order of operations:
     the gradients clipped, then the weights decayed by ``weight · weight_decay · rate``, then
-    the optimizer's update)."""
+    the optimizer's update, then — with ``use_ema`` — each trainable weight's moving average
+    ``a = m·a + (1 − m)·w`` (``m`` 0 at the first step), copied into the weights every
+    ``ema_overwrite_frequency`` steps and when training ends)."""
 
     weight_decay: NonNegativeFloat | None = None
     clipnorm: PositiveFloat | None = None
     clipvalue: PositiveFloat | None = None
     global_clipnorm: PositiveFloat | None = None
+    use_ema: StrictBool = False
+    ema_momentum: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.99
+    ema_overwrite_frequency: PositiveInt | None = None
 
     @field_validator("clipvalue", "global_clipnorm")
     @classmethod
@@ -871,6 +1096,15 @@ class ReduceLROnPlateau(_Model):
 Callback = Annotated[EarlyStopping | ReduceLROnPlateau, Field(discriminator="type")]
 
 
+#: ``class_weight``: a weight per class name (Keras's ``fit`` takes class indices; a spec names
+#: the classes), 1 for a class not named; or ``balanced``: ``n / (classes · count)`` over the
+#: training split, scikit-learn's ``compute_class_weight("balanced")``
+ClassWeight = (
+    Literal["balanced"]
+    | Annotated[dict[Annotated[str, Strict(), at.MinLen(1)], NonNegativeFloat], at.Len(1, 100_000)]
+)
+
+
 class Train(_Model):
     """What Keras's ``compile`` and ``fit`` take.
 
@@ -889,6 +1123,19 @@ class Train(_Model):
     shuffle: StrictBool = True
     seed: NonNegativeInt = 0
     callbacks: Annotated[list[Callback], at.Len(0, 16)] = Field(default_factory=list)
+    label_smoothing: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.0
+    class_weight: ClassWeight | None = None
+
+    @field_validator("label_smoothing")
+    @classmethod
+    def _smoothing_has_a_loss(cls, value: float, info: ValidationInfo) -> float:
+        if value and info.data.get("loss") == "sparse_categorical_crossentropy":
+            raise PydanticCustomError(
+                "sparse_smoothing",
+                "sparse_categorical_crossentropy takes no label_smoothing (as in Keras); "
+                "use categorical_crossentropy, the same loss here on class-index labels",
+            )
+        return value
 
     @field_validator("callbacks")
     @classmethod
@@ -1083,7 +1330,7 @@ def _validate(source: Located) -> Spec:
         ) from None
     spec._source = source
     written = {layer.name: i for i, layer in enumerate(spec.layers) if layer.name is not None}
-    issues = _name_layers(spec) or _link_layers(spec, written)
+    issues = _name_layers(spec) or _link_layers(spec, written) or _augmentation_first(spec)
     if issues:
         raise SpecValidationError(sorted(set(issues), key=_order))
     return spec
@@ -1129,6 +1376,47 @@ def _name_layers(spec: Spec) -> list[Issue]:
             if candidate not in used:
                 break
         layer.name = candidate  # (counters only grow: no generated name repeats)
+    return issues
+
+
+def _augmentation_first(spec: Spec) -> list[Issue]:
+    """Augmentation layers come first, each reading the one above (the first the input), as a
+    Keras model starts with them; at least one other layer follows."""
+    issues: list[Issue] = []
+    network = None  # the first layer that is not augmentation
+    above = "input"
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Augmentation):
+            if network is not None:
+                issues.append(
+                    spec.issue(
+                        ("layers", i, "type"),
+                        f"{layer.KIND} comes after {spec.layers[network].KIND} "
+                        f"(layers[{network}]); augmentation layers come first",
+                        "move it to the top of `layers:` (augmentation changes the training "
+                        "images before the network sees them)",
+                    )
+                )
+            elif layer.inputs != (above,):
+                issues.append(
+                    spec.issue(
+                        ("layers", i, "inputs"),
+                        f"{layer.KIND} reads {', '.join(layer.inputs or ())}; augmentation "
+                        "layers read the layer above (the first, the input)",
+                        "remove its `inputs:`",
+                    )
+                )
+            above = str(layer.name)
+        elif network is None:
+            network = i
+    if network is None:
+        issues.append(
+            spec.issue(
+                ("layers",),
+                "the spec has only augmentation layers; the network needs at least one more",
+                "add the network's layers after them",
+            )
+        )
     return issues
 
 
@@ -1310,6 +1598,8 @@ NOT_YET = {
     "Embedding": "Dense",
     "LSTM": "Dense (no recurrent layers yet)",
     "GRU": "Dense (no recurrent layers yet)",
+    "RandomCrop": "RandomTranslation (RandomCrop changes the image size between training and "
+    "inference)",
 }
 
 #: Keras 1 field names → today's (Keras 2/3, and specnet's)
@@ -1471,7 +1761,9 @@ def _translate(error: Any, source: Located) -> Issue:
         field = str(ctx["discriminator"]).strip("'")
         close = _suggest(tag, tags)
         hint = f"did you mean {close!r}?" if close else "expected one of: " + ", ".join(tags)
-        what = "layer type" if path[:1] == ("layers",) else f"`{field}`"
+        what = "layer type" if path[:1] == ("layers",) and len(path) == 2 else f"`{field}`"
+        if path and isinstance(path[-1], str) and path[-1].endswith("_regularizer"):
+            what = "regularizer"  # (Keras's names: l1, l2, l1_l2)
         if path[:1] == ("layers",) and tag in NOT_YET:
             return source.issue(
                 (*path, field),

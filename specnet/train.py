@@ -48,8 +48,9 @@ from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, Usa
 from specnet.progress import Progress
 from specnet.rundir import claim, empty_for_replacement, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import Spec, SyntheticData, Train, as_spec, load_spec
+from specnet.spec import Spec, SyntheticData, Train, as_spec, load_spec, regularizers
 from specnet.weights import (
+    Weights,
     check_classes,
     encode_safetensors,
     init_weights,
@@ -122,9 +123,10 @@ def _next_run(spec: str, backend: str) -> Path:
 
 
 def evaluate_logits(
-    trainer_logits: Any, x: Any, y: Any, binary: bool, batch: int = 256
+    trainer_logits: Any, x: Any, y: Any, binary: bool, batch: int = 256, smoothing: float = 0.0
 ) -> tuple[float, float, Any]:
-    """(mean loss, accuracy, predicted classes) from a logits function, computed in NumPy."""
+    """(mean loss, accuracy, predicted classes) from a logits function, computed in NumPy;
+    ``smoothing``: the loss against Keras's smoothed labels (``label_smoothing``)."""
     np = require("numpy")
     if len(x) == 0:
         return math.nan, math.nan, np.zeros(0, np.int64)
@@ -132,14 +134,64 @@ def evaluate_logits(
     logits = logits.astype(np.float64)
     if binary:
         z = logits[:, 0]
-        losses = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        target = y * (1 - smoothing) + 0.5 * smoothing
+        losses = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
         guess = (z > 0).astype(np.int64)
     else:
         shifted = logits - logits.max(1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
         losses = -log_probs[np.arange(len(y)), y]
+        if smoothing:  # −Σ (y(1 − s) + s/K) log p
+            losses = (1 - smoothing) * losses - smoothing * log_probs.mean(1)
         guess = logits.argmax(1)
     return float(losses.mean()), float((guess == y).mean()), guess
+
+
+def penalty(plan: Plan, weights: Weights) -> float:
+    """The regularizers' penalty on these weights (float64): what Keras adds to ``loss`` and
+    to ``val_loss`` alike (``compute_loss`` adds ``model.losses`` in both)."""
+    np = require("numpy")
+    total = 0.0
+    for step in plan.layers:
+        for suffix, chosen in regularizers(step.layer).items():
+            if suffix not in step.weights:  # a bias regularizer on a layer without a bias
+                continue
+            value = np.asarray(weights[f"{step.name}.{suffix}"], np.float64)
+            total += getattr(chosen, "l1", 0.0) * float(np.abs(value).sum())
+            total += getattr(chosen, "l2", 0.0) * float(np.square(value).sum())
+    return total
+
+
+def class_weights(spec: Spec, data: Dataset) -> Any:
+    """One weight per class (float32), or None: ``train.class_weight`` by class name (1 for a
+    class it does not name), or ``balanced``: ``n / (classes · count)`` over the training
+    split (scikit-learn's ``compute_class_weight("balanced")``; a class with no training
+    example keeps 1). A name that is not one of the run's classes is a located error."""
+    np = require("numpy")
+    chosen = spec.train.class_weight
+    if chosen is None:
+        return None
+    names = data.class_names
+    if chosen == "balanced":
+        counts = np.bincount(data.y_train, minlength=len(names)).astype(np.float64)
+        found = counts > 0
+        weights = np.ones(len(names))
+        weights[found] = len(data.y_train) / (len(names) * counts[found])
+        return weights.astype(np.float32)
+    unknown = [name for name in chosen if name not in names]
+    if unknown:
+        shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        raise SpecValidationError(
+            [
+                spec.issue(
+                    ("train", "class_weight", name),
+                    f"class_weight names {name!r}, which is not one of the run's classes",
+                    f"its classes: {shown}",
+                )
+                for name in unknown
+            ]
+        )
+    return np.array([chosen.get(name, 1.0) for name in names], np.float32)
 
 
 def train(
@@ -233,6 +285,7 @@ def train(
         spec = spec.model_copy(update={"class_names": dataset.class_names})
         plan = infer(spec, limits)
     tplan = training_plan(plan)
+    weighting = class_weights(spec, dataset)  # (a class it names must exist: before any write)
     for note in dataset.notes if resume is None else ():
         print(f"specnet: {note}", file=sys.stderr)
     here = world(options.device) if backend == "torch" else SOLO
@@ -309,7 +362,7 @@ def train(
     try:
         _fit(
             folder, trainer, dataset, plan, backend, start, history, best, progress, meta, here,
-            callbacks,
+            callbacks, weighting,
         )  # fmt: skip
     except KeyboardInterrupt:
         if here.leader:  # the last epoch's checkpoint is complete: every write is atomic
@@ -321,8 +374,9 @@ def train(
                 file=sys.stderr,
             )
         raise
+    trainer.finish()  # fit's finalize_variable_values (use_ema: the averages), on every rank
     if here.leader:
-        if callbacks.restores and (folder / RESTORE).exists():  # Keras's on_train_end
+        if callbacks.restores and (folder / RESTORE).exists():  # Keras's on_train_end, after
             trainer.set_weights(load_weights(folder / RESTORE, plan))
         _finish(folder, chosen, trainer, dataset, plan, history)
         stopped = [e for e in callbacks.events if e["callback"] == "EarlyStopping"]
@@ -347,12 +401,20 @@ def _fit(
     meta: dict[str, Any],
     here: World = SOLO,
     callbacks: Callbacks | None = None,
+    weighting: Any = None,
 ) -> None:
+    """The epochs from ``start``; ``weighting``: one weight per class (``class_weight``),
+    applied to each example's loss as ``fit(class_weight=…)`` applies it (training only)."""
     cfg = plan.spec.train
     callbacks = callbacks or Callbacks()
     n = len(data.x_train)
     steps = math.ceil(n / cfg.batch_size)
     binary = cfg.loss == "binary_crossentropy"
+    regularized = any(regularizers(step.layer) for step in plan.layers)
+    from specnet.augment import Augmenter  # (NumPy: not imported by the lighter verbs)
+
+    augment = Augmenter(plan.augmentation, cfg.seed)
+    range_of = require("numpy").arange
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()
         order = batch_order(n, cfg.seed, epoch, cfg.shuffle)
@@ -361,8 +423,14 @@ def _fit(
         for step in range(steps):
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             mine = shard(index, here)  # this worker's share of the global batch
+            images = data.x_train[mine]
+            if augment:  # the global batch augmented (its draws), then this worker's share
+                whole = augment(data.x_train[index], epoch, step)
+                images = whole[shard(range_of(len(index)), here)]
             # the loss and hits of the whole global batch, however many workers share it
-            loss, hits = trainer.step(data.x_train[mine], data.y_train[mine], len(index))
+            labels = data.y_train[mine]
+            weights = None if weighting is None else weighting[labels]
+            loss, hits = trainer.step(images, labels, len(index), weights)
             if not math.isfinite(loss):
                 kept = (
                     f"the last good checkpoint is {folder / LAST}"
@@ -376,7 +444,11 @@ def _fit(
             loss_sum += loss * len(index)
             correct += int(hits)
             progress.step(step + 1, loss_sum / min(n, (step + 1) * cfg.batch_size))
-        val_loss, val_acc, _ = evaluate_logits(trainer.logits, data.x_val, data.y_val, binary)
+        val_loss, val_acc, _ = evaluate_logits(
+            trainer.logits, data.x_val, data.y_val, binary, smoothing=cfg.label_smoothing
+        )
+        if regularized:  # Keras's val_loss: the penalty included, as in the training loss
+            val_loss += penalty(plan, trainer.weights())
         logs = {
             "accuracy": correct / n,
             "loss": loss_sum / n,

@@ -429,6 +429,60 @@ def test_every_real_keras_file_is_imported_or_refused_as_its_readme_says(
 
 
 @needs_real
+def test_a_real_files_l2_regularizer_is_kept(tmp_path: Path) -> None:
+    """The FER2013 model (Keras 2.2.4) regularizes a kernel with ``L1L2(l2=0.01)`` (stored as
+    the float32 0.009999999776482582): the imported spec trains with it, as Keras would."""
+    name = "keras2/k2.2.4_batchnorm_fer2013.json"
+    config = json.loads((REAL / name).read_text())
+    wanted = [
+        layer["config"]["name"]
+        for layer in config["config"]["layers"]
+        if (layer["config"].get("kernel_regularizer") or {}).get("class_name") == "L1L2"
+    ]
+    result = import_model(REAL / name, out=tmp_path / "b")
+    spec = load_spec(tmp_path / "b" / "spec.yaml")
+    kept = {
+        layer.name: layer.kernel_regularizer
+        for layer in spec.layers
+        if getattr(layer, "kernel_regularizer", None)
+    }
+    assert sorted(kept) == sorted(wanted)
+    assert wanted
+    for chosen in kept.values():
+        assert chosen.type == "l1_l2"
+        assert chosen.l1 == 0.0
+        assert chosen.l2 == pytest.approx(0.01, rel=1e-7)
+    assert not any("kernel_regularizer" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("config", "want"),
+    [
+        ({"class_name": "L2", "config": {"l2": 0.001}}, {"type": "l2", "l2": 0.001}),
+        (
+            {"module": "keras.regularizers", "class_name": "L1", "config": {"l1": 0.5}},
+            {"type": "l1", "l1": 0.5},
+        ),
+        (
+            {"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.01}},
+            {"type": "l1_l2", "l1": 0.0, "l2": 0.01},
+        ),
+        (
+            {"name": "WeightRegularizer", "l1": 0.0, "l2": 0.0005},
+            {"type": "l1_l2", "l1": 0.0, "l2": 0.0005},
+        ),
+        ("l2", {"type": "l2"}),
+        ({"class_name": "OrthogonalRegularizer", "config": {"factor": 0.01}}, None),
+        ({"class_name": "L2", "config": {"l2": -1.0}}, None),
+    ],
+)
+def test_keras_regularizer_configs_map_to_the_spec(config: Any, want: Any) -> None:
+    from specnet.importers.keras_config import regularizer
+
+    assert regularizer(config) == want
+
+
+@needs_real
 @pytest.mark.parametrize(
     "name", ["tfk2.11_full_mnist_cnn_trained.h5", "tfk2.11_full_mlp_28x28_trained.h5"]
 )

@@ -347,7 +347,9 @@ class _Scripted:
     def __init__(self, script: list[float]) -> None:
         self.script, self.epoch = script, 0
 
-    def step(self, x: Any, y: Any, global_batch: int | None = None) -> tuple[float, int]:
+    def step(
+        self, x: Any, y: Any, global_batch: int | None = None, sample_weight: Any = None
+    ) -> tuple[float, int]:
         return 1.0, 0
 
     def logits(self, x: Any) -> Any:

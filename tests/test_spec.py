@@ -505,7 +505,7 @@ _BASE = {
         ({"layers": [{"type": "Dense", "units": 2, "zzz": 1}]}, "layers[0].zzz",
          "unknown field `zzz`",
          "valid fields here: name, type, units, activation, use_bias, kernel_initializer, "
-         "bias_initializer, inputs"),
+         "bias_initializer, kernel_regularizer, bias_regularizer, inputs"),
         ({"layers": [{"type": "MaxPool", "pool_size": "(3, 5)"}]}, "layers[0].pool_size",
          "expected a positive integer or a pair [height, width] of them, received the string "
          "'(3, 5)'", "write [3, 5]: YAML reads parentheses as text"),
@@ -623,8 +623,8 @@ def test_resolved_is_plain_json_data_without_the_schema_line() -> None:
     assert resolved["layers"][0]["kernel_size"] == [3, 3]
     assert resolved["train"]["optimizer"] == {
         "weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
-        "type": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
-        "amsgrad": False,
+        "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None, "type": "adam",
+        "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False,
     }  # fmt: skip
     assert resolved["train"]["callbacks"] == []
     assert spec_from_dict(resolved).resolved() == resolved

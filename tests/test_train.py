@@ -216,12 +216,12 @@ def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(
     )
     real, calls = TorchTrainer.step, []
 
-    def overflowing(self, x, y, global_batch=None):  # type: ignore[no-untyped-def]
+    def overflowing(self, x, y, global_batch=None, sample_weight=None):  # type: ignore[no-untyped-def]
         calls.append(1)
         if len(calls) == 2 * steps_per_epoch + 5:  # epoch 3, step 5
             with torch.no_grad():
                 next(self.model.parameters()).view(-1)[0] = float("inf")
-        return real(self, x, y, global_batch)
+        return real(self, x, y, global_batch, sample_weight)
 
     monkeypatch.setattr(TorchTrainer, "step", overflowing)
     run = tmp_path / "run"

@@ -32,6 +32,10 @@ from specnet.backends import (
 from specnet.errors import RuntimeFailure
 from specnet.shapes import Plan, PlanLayer, ends_in_softmax, same_padding
 from specnet.spec import (
+    L1,
+    L1L2,
+    L2,
+    REGULARIZED,
     Activation,
     Add,
     Average,
@@ -69,11 +73,39 @@ __all__ = ["BACKEND", "LAYERS", "KerasBackend", "compile_model", "loss_source"]
 Call = tuple[str, dict[str, Any]]  # (keras.layers class name, keyword arguments)
 
 
+class KerasRegularizer:
+    """A spec regularizer as its ``keras.regularizers`` class: :meth:`make` builds it, ``repr``
+    is its source for generated files."""
+
+    def __init__(self, value: L1 | L2 | L1L2) -> None:
+        self.kind = {"l1": "L1", "l2": "L2", "l1_l2": "L1L2"}.get(value.type, value.type)
+        self.fields = value.model_dump(exclude={"type"})
+
+    def make(self) -> Any:
+        return getattr(keras_module().regularizers, self.kind)(**self.fields)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"keras.regularizers.{self.kind}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KerasRegularizer) and repr(self) == repr(other)
+
+
 def _as_written(layer: LayerBase) -> Call:
     """The Keras layer of the same name, with every field as the spec holds it: the spec's
     field names are Keras's (Conv2D's ``filters``, BatchNormalization's ``momentum``…)."""
     fields = [f for f in type(layer).model_fields if f not in ("name", "inputs", "type")]
-    return layer.KIND, {field: getattr(layer, field) for field in fields}
+    kwargs = {field: getattr(layer, field) for field in fields}
+    for field in REGULARIZED:
+        if kwargs.get(field) is not None:
+            kwargs[field] = KerasRegularizer(kwargs[field])
+    return layer.KIND, kwargs
+
+
+def _made(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments with the regularizers built."""
+    return {k: v.make() if isinstance(v, KerasRegularizer) else v for k, v in kwargs.items()}
 
 
 def _max_pool(layer: MaxPool) -> Call:
@@ -171,6 +203,8 @@ _WEIGHTED = {
     "use_bias": True,
     "kernel_initializer": "glorot_uniform",
     "bias_initializer": "zeros",
+    "kernel_regularizer": None,
+    "bias_regularizer": None,
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "Conv2D": {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), **_WEIGHTED},
@@ -188,7 +222,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "DepthwiseConv2D": {
         "strides": (1, 1), "padding": "valid", "depth_multiplier": 1, "dilation_rate": (1, 1),
         "activation": None, "use_bias": True, "depthwise_initializer": "glorot_uniform",
-        "bias_initializer": "zeros",
+        "bias_initializer": "zeros", "depthwise_regularizer": None, "bias_regularizer": None,
     },
     "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
     "Rescaling": {"offset": 0.0},
@@ -197,6 +231,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "strides": (1, 1), "padding": "valid", "depth_multiplier": 1, "dilation_rate": (1, 1),
         "activation": None, "use_bias": True, "depthwise_initializer": "glorot_uniform",
         "pointwise_initializer": "glorot_uniform", "bias_initializer": "zeros",
+        "depthwise_regularizer": None, "pointwise_regularizer": None, "bias_regularizer": None,
     },
     "Conv2DTranspose": {"strides": (1, 1), "padding": "valid", **_WEIGHTED},
     "UpSampling2D": {"size": (2, 2), "interpolation": "nearest"},
@@ -382,7 +417,7 @@ class KerasBackend:
             args = [values[name] for name in step.inputs]
             value = args if step.layer.MERGE else args[0]
             for cls, kwargs in _calls(step):
-                value = getattr(keras.layers, cls)(**kwargs)(value)
+                value = getattr(keras.layers, cls)(**_made(kwargs))(value)
             values[step.name] = value
         return keras.Model(values["input"], values[plan.output.name], name=plan.name)
 

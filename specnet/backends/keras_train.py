@@ -45,6 +45,9 @@ def optimizer(config: SGD | Adam | RMSprop) -> Any:
         "clipnorm": config.clipnorm,
         "clipvalue": config.clipvalue,
         "global_clipnorm": config.global_clipnorm,
+        "use_ema": config.use_ema,
+        "ema_momentum": config.ema_momentum,
+        "ema_overwrite_frequency": config.ema_overwrite_frequency,
     }
     if isinstance(config, SGD):
         return keras.optimizers.SGD(**shared, momentum=config.momentum, nesterov=config.nesterov)
@@ -117,12 +120,21 @@ class KerasTrainer:
             self.model = backend.build(plan)
             backend.set_weights(self.model, plan, weights)
             losses = keras.losses
-            make = (
-                losses.BinaryCrossentropy if self.binary else losses.SparseCategoricalCrossentropy
-            )
             # per-example losses: each replica divides its sum by the *global* batch size, and
             # the optimizer sums the replicas' gradients: the single-device mean gradient
-            self.loss = make(from_logits=True, reduction=None)
+            smoothing = train.label_smoothing
+            self.one_hot = bool(smoothing) and not self.binary  # Keras smooths one-hot labels
+            if self.binary:
+                self.loss = losses.BinaryCrossentropy(
+                    from_logits=True, label_smoothing=smoothing, reduction=None
+                )
+            elif self.one_hot:
+                self.loss = losses.CategoricalCrossentropy(
+                    from_logits=True, label_smoothing=smoothing, reduction=None
+                )
+            else:
+                self.loss = losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+            self.classes = plan.output_shape[0]
             self.optimizer = optimizer(train.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         # compile=True: XLA (jit_compile); opt-in, see benchmarks/README.md for what it buys
@@ -133,16 +145,30 @@ class KerasTrainer:
         else:
             self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
-    def _train_step(self, x: Any, y: Any, batch: Any = None) -> tuple[Any, Any]:
+    def _train_step(
+        self, x: Any, y: Any, batch: Any = None, sample_weight: Any = None
+    ) -> tuple[Any, Any]:
         """What Keras's own compiled train step does (forward, loss, gradients, optimizer
         apply), without ``train_on_batch``'s per-call data adapter and metric bookkeeping, which
-        cost about 40% of a seed-network step."""
+        cost about 40% of a seed-network step. The loss is Keras's ``compute_loss``: the
+        per-example losses times the class weights, summed over the batch size (``sum_over_
+        batch_size``, not divided by the weights' sum), plus every regularizer's penalty
+        (``model.losses``, evaluated on the weights inside the tape)."""
         tf = self.tf  # not require(): AutoGraph would try to convert importlib
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
-            total = tf.reduce_sum(self.loss(y, logits))
+            target = tf.one_hot(y, self.classes) if self.one_hot else y
+            each = self.loss(target, logits)
+            if sample_weight is not None:
+                each = each * sample_weight
+            total = tf.reduce_sum(each)
             loss = total / tf.cast(tf.shape(x)[0] if batch is None else batch, total.dtype)
+            if self.model.losses:  # one replica's share under a strategy: gradients are summed
+                penalty = tf.add_n(self.model.losses)
+                if self.strategy is not None:
+                    penalty = penalty / self.strategy.num_replicas_in_sync
+                loss = loss + penalty
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         if self.binary:
             guess = tf.cast(logits[:, 0] > 0, y.dtype)
@@ -152,33 +178,46 @@ class KerasTrainer:
             correct = tf.reduce_sum(tf.cast(tf.equal(guess, y), tf.int32))
         return loss, correct
 
-    def _distributed_step(self, xs: Any, ys: Any, batch: Any) -> tuple[Any, Any]:
+    def _distributed_step(self, xs: Any, ys: Any, batch: Any, ws: Any = None) -> tuple[Any, Any]:
         tf = self.tf
         assert self.strategy is not None
-        loss, correct = self.strategy.run(self._train_step, args=(xs, ys, batch))
+        loss, correct = self.strategy.run(self._train_step, args=(xs, ys, batch, ws))
         add = tf.distribute.ReduceOp.SUM
         return self.strategy.reduce(add, loss, axis=None), self.strategy.reduce(
             add, correct, axis=None
         )
 
-    def step(self, x: Any, y: Any, global_batch: int | None = None) -> tuple[float, int]:
+    def step(
+        self, x: Any, y: Any, global_batch: int | None = None, sample_weight: Any = None
+    ) -> tuple[float, int]:
         """One optimizer step on this worker's share of a global batch (dropout on); returns
-        the global batch's mean loss and correct count."""
+        the global batch's mean loss (with the class weights and the regularizers, as Keras's
+        ``loss`` reports it) and correct count. ``sample_weight``: one weight per example."""
         labels = y.astype("float32")[:, None] if self.binary else y
         if self.strategy is None:
-            loss, correct = self._step(x, labels)
+            loss, correct = self._step(x, labels, None, sample_weight)
             return float(loss), int(correct)
         np = require("numpy")
         # this worker's replicas share its part of the batch (ids are global across workers)
         local = len(self.strategy.extended.worker_devices)
         xs, ys = np.array_split(x, local), np.array_split(labels, local)
         place = self.strategy.experimental_distribute_values_from_function
+        ws = None
+        if sample_weight is not None:
+            parts = np.array_split(sample_weight, local)
+            ws = place(lambda ctx: parts[ctx.replica_id_in_sync_group % local])
         loss, correct = self._step(
             place(lambda ctx: xs[ctx.replica_id_in_sync_group % local]),
             place(lambda ctx: ys[ctx.replica_id_in_sync_group % local]),
             np.float32(global_batch or len(x)),
+            ws,
         )
         return float(loss), int(correct)
+
+    def finish(self) -> None:
+        """What ``fit`` does as training ends (``finalize_variable_values``): with ``use_ema``,
+        the weights become their moving averages."""
+        self.optimizer.finalize_variable_values(self.model.trainable_variables)
 
     def logits(self, x: Any) -> Any:
         if self.strategy is not None:  # predict_on_batch would split the batch over replicas

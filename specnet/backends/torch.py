@@ -523,6 +523,10 @@ class TorchBackend:
         )
         model.load_state_dict(state)  # strict: every parameter, nothing else
 
+    def state_keys(self, plan: Plan) -> dict[str, str]:
+        """Canonical weight name → the model's ``state_dict`` key holding it."""
+        return {canonical: key for canonical, key, _, _ in conversions(plan)}
+
     def get_weights(self, model: Any, plan: Plan) -> Weights:
         state = model.state_dict()
         return {

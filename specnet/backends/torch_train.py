@@ -27,7 +27,7 @@ from specnet.backends import DEFAULT_OPTIONS, TrainOptions
 from specnet.errors import RuntimeFailure
 from specnet.schedules import learning_rate
 from specnet.shapes import Plan
-from specnet.spec import SGD, Adam, RMSprop, Train
+from specnet.spec import SGD, Adam, RMSprop, Train, regularizers
 from specnet.weights import Weights
 
 torch = require("torch")
@@ -223,25 +223,68 @@ class TorchTrainer:
         if options.compile:
             self.forward = torch.compile(self.forward)
         self.binary = train.loss == "binary_crossentropy"
+        # the regularized parameters: (the parameter, its l1, its l2), Keras's factors
+        parameters = dict(self.model.named_parameters())
+        keys = backend.state_keys(plan)
+        self.penalties = [
+            (parameters[keys[f"{step.name}.{suffix}"]], getattr(r, "l1", 0.0), getattr(r, "l2", 0))
+            for step in plan.layers
+            for suffix, r in regularizers(step.layer).items()
+            if suffix in step.weights  # (a bias regularizer without a bias: no variable)
+        ]
+        # use_ema: each trainable weight's moving average (Keras's optimizer "average"s)
+        self.averages = (
+            [torch.zeros_like(p) for p in self.model.parameters()]
+            if train.optimizer.use_ema
+            else []
+        )
 
-    def _loss(self, logits: Any, y: Any) -> Any:
+    def _loss(self, logits: Any, y: Any, sample_weight: Any = None) -> Any:
+        """Keras's ``compute_loss``: label smoothing as Keras smooths (one-hot ``y·(1 − s) +
+        s/K``, binary ``y·(1 − s) + s/2``), class weights multiplying each example's loss and
+        the sum divided by the batch size (PyTorch's ``weight=`` divides by the weights' sum
+        instead: ``tests/test_loss_options.py`` shows the difference), then the regularizers'
+        penalties added."""
+        functional = torch.nn.functional
+        smoothing = self.train_config.label_smoothing
         if self.binary:
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-        return torch.nn.functional.cross_entropy(logits, y)
+            target = y.float()
+            if smoothing:
+                target = target * (1.0 - smoothing) + 0.5 * smoothing
+            each = functional.binary_cross_entropy_with_logits(
+                logits[:, 0], target, reduction="none"
+            )
+        else:
+            each = functional.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
+        if sample_weight is not None:
+            each = each * sample_weight
+        loss = each.sum() / len(each) if sample_weight is not None else each.mean()
+        for param, l1, l2 in self.penalties:  # keras.regularizers.L1L2.__call__, in its order
+            penalty = torch.zeros((), dtype=param.dtype, device=param.device)
+            if l1:
+                penalty = penalty + l1 * torch.sum(torch.abs(param))
+            if l2:
+                penalty = penalty + l2 * torch.sum(torch.square(param))
+            loss = loss + penalty
+        return loss
 
     def _correct(self, logits: Any, y: Any) -> int:
         guess = (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
         return int((guess == y).sum())
 
-    def step(self, x: Any, y: Any, global_batch: int | None = None) -> tuple[float, int]:
+    def step(
+        self, x: Any, y: Any, global_batch: int | None = None, sample_weight: Any = None
+    ) -> tuple[float, int]:
         """One optimizer step on this rank's share of a global batch (dropout on); returns the
-        global batch's mean loss and correct count."""
+        global batch's mean loss (with class weights and regularizers, as Keras reports it)
+        and correct count. ``sample_weight``: one weight per example."""
         self.model.train()
         inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
         labels = torch.from_numpy(y).to(self.device)
+        weights = None if sample_weight is None else torch.from_numpy(sample_weight).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.forward(inputs)
-        loss = self._loss(logits, labels)
+        loss = self._loss(logits, labels, weights)
         loss.backward()
         rate = learning_rate(self.schedule, self.iterations)  # the rate Keras takes now
         if not isinstance(self.schedule, int | float):
@@ -249,6 +292,8 @@ class TorchTrainer:
                 group["lr"] = rate
         self._clip_and_decay(rate)
         self.optimizer.step()
+        if self.averages:
+            self._average()
         self.iterations += 1
         mean, hits = float(loss.detach()), self._correct(logits.detach(), labels)
         if not self.distributed:
@@ -283,6 +328,30 @@ class TorchTrainer:
             decay = torch._foreach_mul(params, config.weight_decay)
             torch._foreach_mul_(decay, rate)
             torch._foreach_sub_(params, decay)
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def _average(self) -> None:
+        """Keras's ``_update_model_variables_moving_average`` after the update, in float32:
+        ``a = m·a + (1 − m)·w`` with ``m`` 0 at the first step (the average starts as the
+        weights), then every ``ema_overwrite_frequency`` steps the weights set to it."""
+        config = self.train_config.optimizer
+        params = list(self.model.parameters())
+        m = torch.tensor(0.0 if self.iterations == 0 else config.ema_momentum, dtype=torch.float32)
+        kept = torch._foreach_mul(self.averages, m)
+        fresh = torch._foreach_mul(params, 1 - m)
+        torch._foreach_add_(kept, fresh)
+        for average, value in zip(self.averages, kept, strict=True):
+            average.copy_(value)
+        every = config.ema_overwrite_frequency
+        if every and (self.iterations + 1) % every == 0:
+            self.finish()
+
+    @torch.no_grad()  # type: ignore[untyped-decorator]
+    def finish(self) -> None:
+        """As Keras's ``finalize_variable_values`` when training ends: with ``use_ema`` the
+        weights become their moving averages."""
+        for param, average in zip(self.model.parameters(), self.averages, strict=False):
+            param.copy_(average)
 
     def logits(self, x: Any) -> Any:
         return self.backend.predict(self.model, x)
@@ -320,6 +389,8 @@ class TorchTrainer:
                 if value is not None:  # SGD without momentum keeps a None buffer
                     tensor = torch.as_tensor(value).detach().cpu().contiguous()
                     out[f"optimizer/{name}/{key}"] = tensor.numpy().copy()
+        for (name, _), average in zip(self.model.named_parameters(), self.averages, strict=False):
+            out[f"ema/{name}"] = average.detach().cpu().contiguous().numpy().copy()
         out["optimizer/iterations"] = torch.tensor(self.iterations).numpy().astype("int64")
         if isinstance(self.schedule, int | float):  # ReduceLROnPlateau may have changed it
             out["optimizer/learning_rate"] = torch.tensor(
@@ -348,6 +419,12 @@ class TorchTrainer:
                 self.optimizer.state[param] = {
                     k: _like(param, torch.from_numpy(v.copy())) for k, v in entries.items()
                 }
+        if self.averages:
+            with torch.no_grad():
+                for (name, _), average in zip(
+                    self.model.named_parameters(), self.averages, strict=True
+                ):
+                    average.copy_(torch.from_numpy(state[f"ema/{name}"].copy()))
         if "optimizer/iterations" in state:  # (older checkpoints: a constant rate, unused)
             self.iterations = int(state["optimizer/iterations"])
         if "optimizer/learning_rate" in state and isinstance(self.schedule, int | float):

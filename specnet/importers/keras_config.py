@@ -25,12 +25,14 @@ Theano's ``same`` pooling, which pads with zeros on both sides, is refused where
 **Refused, naming the layer**: code (``Lambda``: its marshalled bytecode is never decoded;
 custom objects; ``function_type``), nested models, shared layers, several outputs, and layers
 or fields specnet has no equal for. Training-only settings the spec cannot hold yet
-(regularizers, constraints, frozen layers) are dropped with a note that says so.
+(constraints, frozen layers, regularizers specnet has not) are dropped with a note that says
+so; L1/L2 regularizers are kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -707,8 +709,66 @@ def _check_code(state: _State, layer: KLayer) -> None:
         _refuse(state, layer, "a function (marshalled code), which specnet never runs")
 
 
+#: a spec kind → its regularizer fields, each with the Keras 1 key it had (W_, b_)
+_REGULARIZER_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Conv2D": (("kernel_regularizer", "W_regularizer"), ("bias_regularizer", "b_regularizer")),
+    "Dense": (("kernel_regularizer", "W_regularizer"), ("bias_regularizer", "b_regularizer")),
+    "Conv2DTranspose": (
+        ("kernel_regularizer", "W_regularizer"),
+        ("bias_regularizer", "b_regularizer"),
+    ),
+    "DepthwiseConv2D": (("depthwise_regularizer", ""), ("bias_regularizer", "b_regularizer")),
+    "SeparableConv2D": (
+        ("depthwise_regularizer", ""),
+        ("pointwise_regularizer", ""),
+        ("bias_regularizer", "b_regularizer"),
+    ),
+}
+#: the Keras classes whose regularizers a spec layer carries
+_REGULARIZED_CLASSES = {
+    "Conv2D": "Conv2D",
+    "Convolution2D": "Conv2D",
+    "Dense": "Dense",
+    "Conv2DTranspose": "Conv2DTranspose",
+    "Deconvolution2D": "Conv2DTranspose",
+    "DepthwiseConv2D": "DepthwiseConv2D",
+    "SeparableConv2D": "SeparableConv2D",
+    "SeparableConvolution2D": "SeparableConv2D",
+}
+
+
+def regularizer(value: Any) -> dict[str, Any] | None:
+    """A Keras 1/2/3 regularizer config as a spec regularizer, or None for one specnet has
+    not (OrthogonalRegularizer, a custom class): Keras 2/3 ``{class_name: L2, config: {l2:
+    0.01}}`` (``L1``, ``L1L2``, ``l1_l2``), Keras 1 ``{name: WeightRegularizer, l1, l2}``."""
+    if not isinstance(value, dict):
+        return {"type": value} if value in ("l1", "l2", "l1_l2", "L1", "L2", "L1L2") else None
+    cls = value.get("class_name", value.get("name"))
+    config = value.get("config", value)
+    factors = {k: float(config[k]) for k in ("l1", "l2") if isinstance(config.get(k), int | float)}
+    if any(not math.isfinite(f) or f < 0 for f in factors.values()):
+        return None
+    if cls in ("L1", "l1") and set(factors) <= {"l1"}:
+        return {"type": "l1", **factors}
+    if cls in ("L2", "l2") and set(factors) <= {"l2"}:
+        return {"type": "l2", **factors}
+    if cls in ("L1L2", "l1_l2", "WeightRegularizer"):
+        return {"type": "l1_l2", **factors}
+    return None
+
+
+def _carries(layer: KLayer, key: str) -> bool:
+    """Whether the spec layer made of ``layer`` keeps its regularizer ``key``."""
+    fields = _REGULARIZER_FIELDS.get(_REGULARIZED_CLASSES.get(layer.cls, ""), ())
+    return any(key in pair for pair in fields) and regularizer(layer.config[key]) is not None
+
+
 def _drop_training_only(state: _State, layer: KLayer) -> None:
-    dropped = [key for key in _TRAINING_ONLY if layer.config.get(key) not in (None, {}, "")]
+    dropped = [
+        key
+        for key in _TRAINING_ONLY
+        if layer.config.get(key) not in (None, {}, "") and not _carries(layer, key)
+    ]
     if dropped:
         state.notes.append(
             f"layer {layer.name!r}: {', '.join(dropped)} dropped (specnet has none yet; "
@@ -788,6 +848,11 @@ def _add(
             chosen = _initializer(state, layer, found, default)
             if chosen != default:
                 item[key] = chosen
+    for key, keras1 in _REGULARIZER_FIELDS.get(spec_layer["type"], ()):
+        found = layer.config.get(key, layer.config.get(keras1) if keras1 else None)
+        carried = regularizer(found) if found not in (None, {}, "") else None
+        if carried is not None:
+            item[key] = carried
     if order == "flat_chw" and layer.inputs[0] in state.flat_source:  # Dropout, Activation
         state.flat_source[layer.name] = state.flat_source[layer.inputs[0]]
     if rule:
