@@ -31,6 +31,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "PIL": ("Pillow", "data"),
     "sklearn": ("scikit-learn", "data"),
     "h5py": ("h5py", "import"),
+    "tensorboardX": ("tensorboardX", "tensorboard"),
 }
 
 

@@ -267,9 +267,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("train needs a SPEC or --resume RUN")
     if args.resume is None:
         _warn_spec(args.spec)
-    overrides = {
+    overrides: dict[str, Any] = {
         key: getattr(args, key)
-        for key in ("batch_size", "learning_rate", "seed")
+        for key in ("batch_size", "learning_rate", "seed", "set")
         if getattr(args, key) is not None
     }
     result = train(
@@ -285,6 +285,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limits=_limits(args),
         options=TrainOptions(args.compile, args.device, args.strategy, args.replicas),
         overrides=overrides,
+        tensorboard=args.tensorboard or None,
     )
     worker = int(os.environ.get("WORLD_SIZE", "1")) > 1
     history = result.history
@@ -700,6 +701,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override the optimizer's learning_rate",
     )
     train.add_argument("--seed", type=NATURAL, metavar="N", help="override train.seed")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="set any spec field for this run, e.g. train.callbacks[0].patience=3 or "
+        "layers[4].rate=0.3 (the value read as YAML; repeatable)",
+    )
     _add_out(train, "RUN", "run directory (default: runs/<spec name>/<backend>-N)")
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     train.add_argument(
@@ -756,6 +764,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address for --nnodes > 1"
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files to RUN/tensorboard (tensorboard --logdir reads them)",
     )
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.add_argument("--json", action="store_true", help="print one JSON object per epoch")

@@ -30,7 +30,10 @@ def _save(figure: Any, path: Path) -> None:
 
 def training_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
     plt = _pyplot()
-    figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    rates = [r for r in history.get("learning_rate", []) if r == r]
+    changing = len(set(rates)) > 1  # a third panel only when the rate moved
+    figure, axes = plt.subplots(1, 3 if changing else 2, figsize=(15 if changing else 10, 4))
+    loss_ax, acc_ax = axes[0], axes[1]
     epochs = range(1, len(history["loss"]) + 1)
     for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.plot(epochs, history[key], marker="o", label="training")
@@ -41,6 +44,15 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
+    if changing:
+        ax = axes[2]
+        ax.plot(epochs, history["learning_rate"], marker="o", color="tab:green")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(require("matplotlib.ticker").MaxNLocator(integer=True))
+        ax.set_ylabel("learning rate (at the epoch's end)")
+        if max(rates) / max(min(rates), 1e-30) > 10:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
     figure.suptitle(title)
     _save(figure, path)
 

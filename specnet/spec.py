@@ -1281,6 +1281,70 @@ def loads_spec(text: str, filename: str = "<string>") -> Spec:
     return _validate(load_yaml(text.encode(), filename))
 
 
+_STEP = re.compile(r"([A-Za-z_$][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _assignment(text: str) -> tuple[list[str | int], Any]:
+    """``train.callbacks[0].patience=3`` → (["train", "callbacks", 0, "patience"], 3); the
+    value is read as YAML (``3``, ``0.5``, ``true``, ``[1, 2]``, ``{type: sgd}``)."""
+    path_text, equals, value_text = text.partition("=")
+    if not equals or not path_text.strip():
+        raise UsageError(f"--set {text}: expected FIELD=VALUE, e.g. train.epochs=5")
+    path: list[str | int] = []
+    position = 0
+    path_text = path_text.strip()
+    while position < len(path_text):
+        if path and path_text[position] == ".":
+            position += 1
+        found = _STEP.match(path_text, position)
+        if found is None:
+            raise UsageError(
+                f"--set {text}: cannot read the field path at {path_text[position:]!r} "
+                "(write names and [indices]: layers[2].rate, train.callbacks[0].patience)"
+            )
+        path.append(found.group(1) if found.group(1) else int(found.group(2)))
+        position = found.end()
+    if not isinstance(path[0], str):
+        raise UsageError(f"--set {text}: a field path starts with a name")
+    value = load_yaml(value_text.encode() or b"null", f"--set {text}").data
+    return path, value
+
+
+def with_overrides(spec: Spec, assignments: list[str]) -> Spec:
+    """The spec with ``--set FIELD=VALUE`` assignments applied to its resolved document and
+    validated like a file (each problem named with the assignment that made it). A field a
+    mapping lacks is added (so a misspelt one is refused with a did-you-mean); a list index
+    must exist, or be the list's length to append."""
+    if not assignments:
+        return spec
+    document = spec.resolved()
+    for text in assignments:
+        path, value = _assignment(text)
+        parent: Any = document
+        for depth, step in enumerate(path):
+            last = depth == len(path) - 1
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[: depth + 1])
+            if isinstance(step, int):
+                if not isinstance(parent, list) or step > len(parent):
+                    size = f"{len(parent)} items" if isinstance(parent, list) else "not a list"
+                    raise UsageError(f"--set {text}: {where.lstrip('.')} does not exist ({size})")
+                if step == len(parent):
+                    parent.append(value if last else {})
+                elif last:
+                    parent[step] = value
+            else:
+                if not isinstance(parent, dict):
+                    raise UsageError(f"--set {text}: {where.lstrip('.')}: its parent is no mapping")
+                if last:
+                    parent[step] = value
+                elif not isinstance(parent.get(step), dict | list):
+                    parent[step] = {}
+            if not last:
+                parent = parent[step]
+    label = f"{spec.source_file} with --set {' --set '.join(assignments)}"
+    return spec_from_dict(document, filename=label)
+
+
 def spec_from_dict(data: dict[str, Any], filename: str = "<dict>") -> Spec:
     """Validate already-parsed data (no line numbers; field paths still name the problem)."""
     return _validate(Located(filename, data))

@@ -48,7 +48,15 @@ from specnet.errors import NothingToDo, RuntimeFailure, SpecValidationError, Usa
 from specnet.progress import Progress
 from specnet.rundir import claim, empty_for_replacement, read_marker, versions, write_marker
 from specnet.shapes import Limits, Plan, infer, logits_plan
-from specnet.spec import Spec, SyntheticData, Train, as_spec, load_spec, regularizers
+from specnet.spec import (
+    Spec,
+    SyntheticData,
+    Train,
+    as_spec,
+    load_spec,
+    regularizers,
+    with_overrides,
+)
 from specnet.weights import (
     Weights,
     check_classes,
@@ -63,7 +71,10 @@ __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 LAST, BEST = "checkpoints/last.safetensors", "checkpoints/best.safetensors"
 #: EarlyStopping's best weights (restore_best_weights), kept for a resume and the final weights
 RESTORE = "checkpoints/restore_best.safetensors"
-COLUMNS = ("accuracy", "loss", "val_accuracy", "val_loss")
+#: the metrics of every epoch, in Keras CSVLogger's (sorted) order; ``learning_rate`` is the
+#: optimizer's at the epoch's end (Keras's ``optimizer.learning_rate``, logged by its
+#: ReduceLROnPlateau before it acts; under a schedule, the next step's)
+COLUMNS = ("accuracy", "learning_rate", "loss", "val_accuracy", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -208,13 +219,18 @@ def train(
     limits: Limits | None = None,
     options: TrainOptions = DEFAULT_OPTIONS,
     overrides: dict[str, Any] | None = None,
+    tensorboard: bool | None = None,
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc.
 
     ``overrides`` sets ``train`` fields for this run (``batch_size``, ``seed``,
     ``learning_rate`` — the optimizer's), as ``--batch-size``, ``--seed`` and
-    ``--learning-rate`` do; they are validated like the spec and recorded in the run."""
+    ``--learning-rate`` do, and ``set``: a list of ``FIELD=VALUE`` assignments to any field
+    (``--set train.callbacks[0].patience=3``); they are validated like the spec and recorded
+    in the run (its resolved spec, and ``overrides`` in ``specnet.json``). ``tensorboard``:
+    write TensorBoard event files (:mod:`specnet.events`; a resume keeps the run's choice)."""
     progress = progress or Progress("quiet")
+    marker_overrides = list((overrides or {}).get("set") or [])
     if resume is not None:
         folder = Path(resume)
         marker = read_marker(folder)
@@ -244,6 +260,8 @@ def train(
             given, given_file, _ = as_spec(spec_path)
             _same_network(given, spec, given_file, folder)
         backend = str(marker["backend"])
+        marker_overrides = list(marker.get("overrides") or [])
+        tensorboard = bool(marker.get("tensorboard")) if tensorboard is None else tensorboard
         done = int(marker.get("epochs_done") or 0)
         if epochs is None:  # the run's own target (its --epochs), not the spec file's
             epochs = int(marker.get("epochs") or spec.train.epochs)
@@ -277,6 +295,10 @@ def train(
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
     plan = infer(spec, limits)
     training_plan(plan)  # refuses a loss the network cannot take, before data is loaded
+    if tensorboard:
+        from specnet.events import available
+
+        available()  # the install hint before anything is written
     chosen = get_backend(backend)
     if options.device == "cuda":  # before anything is written
         _check_cuda(backend)
@@ -348,6 +370,8 @@ def train(
         "seed": spec.train.seed,
         "initial_weights": origin,
         "epochs": spec.train.epochs,
+        "overrides": marker_overrides,
+        "tensorboard": bool(tensorboard),
         "data": dataset.describe(),
         "class_names": dataset.class_names,
         "device": options.device,
@@ -454,6 +478,7 @@ def _fit(
             "loss": loss_sum / n,
             "val_accuracy": val_acc,
             "val_loss": val_loss,
+            "learning_rate": trainer.learning_rate(),
         }
         for key in COLUMNS:
             history[key].append(logs[key])
@@ -482,6 +507,10 @@ def _fit(
             )
         _checkpoint(folder, state, backend, plan.spec, epoch + 1, history, best, callbacks)
         _write_metrics(folder, history)
+        if meta.get("tensorboard"):
+            from specnet.events import write_events
+
+            write_events(folder, history)
         write_marker(folder, **meta, status="running", epochs_done=epoch + 1)
         progress.epoch_end(epoch, logs, time.perf_counter() - began)
         for event in callbacks.events:
@@ -584,7 +613,10 @@ def _restore(
     trainer.load_state(state)
     if callbacks is not None:
         callbacks.load(progress.get("callbacks") or {})
-    return int(progress["epoch"]), progress["history"], float(progress["best"])
+    history = progress["history"]
+    for key in COLUMNS:  # a column added since the checkpoint was written: unknown there
+        history.setdefault(key, [math.nan] * len(history["loss"]))
+    return int(progress["epoch"]), history, float(progress["best"])
 
 
 def _write_metrics(folder: Path, history: dict[str, list[float]]) -> None:
@@ -626,7 +658,10 @@ def _finish(
 
 
 def _overridden(spec: Spec, overrides: dict[str, Any]) -> Spec:
-    """The spec with ``train`` fields set from the command line, validated like the file."""
+    """The spec with ``train`` fields set from the command line, validated like the file;
+    ``set``: ``--set FIELD=VALUE`` assignments (:func:`specnet.spec.with_overrides`), first."""
+    overrides = dict(overrides)
+    spec = with_overrides(spec, overrides.pop("set", None) or [])
     if not overrides:
         return spec
     document = spec.train.model_dump(mode="json")

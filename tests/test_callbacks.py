@@ -210,3 +210,78 @@ def test_callbacks_that_cannot_act_are_refused(tmp_path: Path, cli) -> None:  # 
     result = cli("validate", path)
     assert result.code == 2
     assert "needs a constant learning_rate" in result.err
+
+
+def test_metrics_csv_has_kerass_columns_and_the_rate_of_each_epoch(tmp_path: Path) -> None:
+    """Keras's own ``fit`` with ReduceLROnPlateau and CSVLogger writes the header specnet
+    writes; and, as Keras logs it (before the callback acts), each row's ``learning_rate`` is
+    the rate the epoch trained at: 0.8, halved after each epoch that reduced it (every one but
+    the first, which sets the best)."""
+    from specnet._frameworks import keras_module
+
+    keras = keras_module()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["accuracy"])
+    x = np.zeros((8, 2), np.float32)
+    logger = keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"))
+    plateau = keras.callbacks.ReduceLROnPlateau(patience=0)
+    model.fit(x, x, validation_data=(x, x), epochs=1, verbose=0, callbacks=[plateau, logger])
+    keras_header = (tmp_path / "keras.csv").read_text().splitlines()[0]
+
+    callbacks = [{"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5, "min_delta": 0.5}]
+    run = train(_spec(tmp_path, callbacks), "torch", epochs=4, out=tmp_path / "run")
+    rows = (run.out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == keras_header
+    column = rows[0].split(",").index("learning_rate")
+    rates = [float(row.split(",")[column]) for row in rows[1:]]
+    marker = json.loads((run.out / "specnet.json").read_text())
+    assert "stopped_early" not in marker
+    expected, rate = [], 0.8
+    for epoch in range(1, 5):  # the first sets the best; then none improves by min_delta 0.5
+        expected.append(rate)
+        if epoch > 1:
+            rate = float(np.float32(rate * 0.5))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    assert run.history["learning_rate"] == rates
+
+
+def test_tensorboard_events_hold_every_epoch_and_survive_a_resume(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """``--tensorboard``: the event files TensorFlow's own reader (``summary_iterator``, what
+    ``tensorboard --logdir`` uses) reads back hold each epoch's metrics, Keras's tags, and
+    after a resume every epoch exactly once."""
+    from specnet._frameworks import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    spec = _spec(tmp_path, [])
+    run = tmp_path / "run"
+    assert (
+        cli(
+            "train",
+            spec,
+            "--backend",
+            "torch",
+            "--epochs",
+            "2",
+            "--tensorboard",
+            "--out",
+            run,
+            "--quiet",
+        ).code
+        == 0
+    )
+    assert cli("train", "--resume", run, "--epochs", "3", "--quiet").code == 0
+    history = json.loads((run / "history.json").read_text())
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        files = list((run / "tensorboard" / split).iterdir())
+        assert len(files) == 1
+        found: dict[str, list[tuple[int, float]]] = {}
+        for event in tf.compat.v1.train.summary_iterator(str(files[0])):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+        assert found["epoch_loss"] == [
+            (i, pytest.approx(v, rel=1e-6)) for i, v in enumerate(history[prefix + "loss"])
+        ]
+        assert [s for s, _ in found["epoch_accuracy"]] == [0, 1, 2]
+        assert ("epoch_learning_rate" in found) == (split == "train")

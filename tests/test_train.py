@@ -48,7 +48,7 @@ def test_seed_spec_learns_and_writes_a_run(backend: str, tmp_path: Path, cli) ->
         "last.safetensors",
     ]
     csv = (run / "metrics.csv").read_text().splitlines()
-    assert csv[0] == "epoch,accuracy,loss,val_accuracy,val_loss"  # Keras CSVLogger's columns
+    assert csv[0] == "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"  # CSVLogger's
     assert [line.split(",")[0] for line in csv[1:]] == [str(i) for i in range(5)]
     marker = json.loads((run / "specnet.json").read_text())
     assert (marker["status"], marker["epochs_done"], marker["seed"]) == ("finished", 5, 0)
