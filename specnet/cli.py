@@ -127,6 +127,13 @@ def _data(args: argparse.Namespace, base: Path | None = None) -> Any:
     return anchored(source, base) if base is not None else source
 
 
+def _source(text: str | None) -> Any:
+    """``--val-data`` / ``--test-data``: a data source as ``--data`` reads one, or None."""
+    from specnet.data import parse_data_option
+
+    return None if text is None else parse_data_option(text)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.specs:
@@ -286,6 +293,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         options=TrainOptions(args.compile, args.device, args.strategy, args.replicas),
         overrides=overrides,
         tensorboard=args.tensorboard or None,
+        val_data=_source(args.val_data),
+        test_data=_source(args.test_data),
     )
     worker = int(os.environ.get("WORLD_SIZE", "1")) > 1
     history = result.history
@@ -764,6 +773,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address for --nnodes > 1"
+    )
+    train.add_argument(
+        "--val-data",
+        metavar="SOURCE",
+        help="validation data of its own, as --data takes it (validation_split then unused)",
+    )
+    train.add_argument(
+        "--test-data", metavar="SOURCE", help="a held-out test set, scored by evaluate"
     )
     train.add_argument(
         "--tensorboard",

@@ -54,6 +54,8 @@ class _Job:
     seed: int
     wanted: Names
     notes: list[str]
+    #: splits the source holds itself (a folder's ``val/``): role → (x, y)
+    held: dict[str, Any] = field(default_factory=dict)
 
 
 __all__ = [
@@ -186,19 +188,85 @@ def load_data(
     wanted = class_names or spec.class_names
     notes: list[str] = []
     job = _Job(spec, classes, base, seed, wanted, notes)
+    np = require("numpy")
     x, y, names, test = _LOADERS[type(source)](source, job)
     what = _describe(source)
+    validation = job.held.get("validation")
     if names is not None and wanted is not None and list(names) != list(wanted):
         y, test = _relabel(y, test, list(names), list(wanted), what)
+        if validation is not None:
+            validation = _relabel(validation[1], None, list(names), list(wanted), what)[0]
+            validation = (job.held["validation"][0], validation)
     names = wanted or names or [str(i) for i in range(classes)]
     _check_labels(y, classes, source)
-    cut = math.floor(len(x) * (1.0 - spec.train.validation_split))  # as Keras's fit splits
-    dataset = Dataset(x[:cut], y[:cut], x[cut:], y[cut:], list(names), what, notes=notes)
+    for role, given in (("validation", spec.validation_data), ("test", spec.test_data)):
+        if given is not None:  # a set of its own, labelled by the training set's class names
+            held = _held_out(given, spec, classes, base, seed, list(names), notes, role)
+            if role == "validation":
+                validation = held
+            else:
+                test = held
+    if validation is not None:
+        train_part: Any = np.arange(len(x))
+        dataset = Dataset(x, y, validation[0], validation[1], list(names), what, notes=notes)
+    else:
+        train_part, held_part = _split(y, spec.train.validation_split, spec.train.stratify)
+        dataset = Dataset(
+            x[train_part], y[train_part], x[held_part], y[held_part], list(names), what,
+            notes=notes,
+        )  # fmt: skip
     if test is not None:
         dataset.x_test, dataset.y_test = test
     if len(dataset.x_train) == 0:
         raise UsageError(f"{dataset.source}: no training samples left after the validation split")
     return dataset
+
+
+def _split(y: Any, fraction: float, stratify: bool) -> tuple[Any, Any]:
+    """(training indices, validation indices): Keras's — the last ``fraction`` of the samples
+    (``fit``'s ``validation_split``) — or, with ``stratify``, the last ``fraction`` of each
+    class's samples, both in the samples' order."""
+    np = require("numpy")
+    if not stratify:
+        cut = math.floor(len(y) * (1.0 - fraction))  # as Keras's fit splits
+        return np.arange(cut), np.arange(cut, len(y))
+    held = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        keep = math.floor(len(members) * (1.0 - fraction))
+        held.append(members[keep:])
+    validation = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    training = np.setdiff1d(np.arange(len(y)), validation)
+    return training, validation
+
+
+def _held_out(
+    source: Any,
+    spec: Spec,
+    classes: int,
+    base: Path,
+    seed: int,
+    names: list[str],
+    notes: list[str],
+    role: str,
+) -> tuple[Any, Any]:
+    """A validation or test set of its own, its labels mapped onto the training classes by
+    name (a folder's) or taken as they are (an .npz's indices)."""
+    np = require("numpy")
+    job = _Job(spec, classes, base, seed, names, notes)
+    x, y, found, _ = _LOADERS[type(source)](source, job)
+    what = f"{role} data {_describe(source)}"
+    if found is not None and list(found) != names:
+        unknown = [name for name in found if name not in names]
+        if unknown:
+            raise UsageError(
+                f"{what}: classes {brief_list(unknown)} are not among the training classes "
+                f"{brief_list(names)}"
+            )
+        table = np.asarray([names.index(name) for name in found], np.int64)
+        y = table[y]
+    _check_labels(y, classes, source)
+    return x, y
 
 
 def _relabel(
@@ -622,13 +690,57 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
+#: the subfolders that make an image folder a set of splits (``root/train/<class>/…``)
+SPLIT_FOLDERS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+
+
+def split_folders(root: Path) -> dict[str, Path] | None:
+    """``{"train": …, "validation": …, "test": …}`` when ``root`` holds ``train/`` and ``val/``
+    (or ``validation/``) and/or ``test/``, each of class folders (a folder of images named
+    ``train`` is a class); None for a plain image folder."""
+    if not root.is_dir():
+        return None
+    found = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if "train" not in found or set(found) - set(SPLIT_FOLDERS) or len(found) < 2:
+        return None
+    if not any(p.is_dir() and not p.name.startswith(".") for p in found["train"].iterdir()):
+        return None
+    return {SPLIT_FOLDERS[name]: path for name, path in found.items()}
+
+
 def _load_folder(source: FolderData, job: _Job) -> tuple[Any, Any, Names, Any]:
-    np = require("numpy")
     root = job.base / source.path
+    splits = split_folders(root)
+    if splits is None:
+        return _load_class_folders(root, job)
+    x, y, names, _ = _load_class_folders(splits["train"], job)
+    job.notes.append(f"{root}: split folders {', '.join(sorted(splits))} (train/ trains)")
+    known = list(names or [])
+    for role in ("validation", "test"):
+        if role in splits:
+            sub = _Job(job.spec, job.classes, job.base, job.seed, known, job.notes)
+            hx, hy, _, _ = _load_class_folders(splits[role], sub, train_names=known)
+            job.held[role] = (hx, hy)
+    return x, y, names, job.held.get("test")
+
+
+def _load_class_folders(
+    root: Path, job: _Job, train_names: list[str] | None = None
+) -> tuple[Any, Any, Names, Any]:
+    """``root/<class>/**/*``: images and labels, in a fixed shuffle. ``train_names``: a split
+    beside a training folder, labelled by its class names (it may lack some)."""
+    np = require("numpy")
     _colour_mode(job.spec.input_shape, str(root))
     folders = class_folders(root)
+    if train_names is not None:
+        unknown = [f.name for f in folders if f.name not in train_names]
+        if unknown:
+            raise UsageError(
+                f"{root}: class folders {brief_list(unknown)} are not in the training folder's "
+                f"classes {brief_list(train_names)}"
+            )
     names = [f.name for f in folders]
-    if job.wanted is None and len(folders) != max(job.classes, 2):
+    if train_names is None and job.wanted is None and len(folders) != max(job.classes, 2):
         raise UsageError(
             f"{root}: {len(folders)} class folder(s) {brief_list(names)}, but the network has "
             f"{job.classes} output(s) ({max(job.classes, 2)} classes); make the last Dense have "
@@ -646,7 +758,10 @@ def _load_folder(source: FolderData, job: _Job) -> tuple[Any, Any, Names, Any]:
     x = np.stack(xs)
     # a fixed shuffle so the validation split (the last samples) holds every class
     order = np.random.default_rng([job.seed, 0xF01D]).permutation(len(x))
-    return x[order], np.asarray(ys, np.int64)[order], names, None
+    labels = np.asarray(ys, np.int64)
+    if train_names is not None:  # numbered as the training folder numbers its classes
+        labels = np.asarray([train_names.index(n) for n in names], np.int64)[labels]
+    return x[order], labels[order], names, None
 
 
 def _load_digits(source: DigitsData, job: _Job) -> tuple[Any, Any, Names, Any]:

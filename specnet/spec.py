@@ -1123,6 +1123,9 @@ class Train(_Model):
     shuffle: StrictBool = True
     seed: NonNegativeInt = 0
     callbacks: Annotated[list[Callback], at.Len(0, 16)] = Field(default_factory=list)
+    #: the validation split drawn per class (each class's last ``validation_split``), so it
+    #: keeps the classes' proportions (scikit-learn's ``train_test_split(stratify=y)``)
+    stratify: StrictBool = False
     label_smoothing: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.0
     class_weight: ClassWeight | None = None
 
@@ -1223,6 +1226,10 @@ class Spec(_Model):
     class_names: list[Annotated[str, Strict(), at.MinLen(1)]] | None = None
     train: Train = Field(default_factory=Train)
     data: Data | None = None
+    #: a validation set of its own (Keras's ``validation_data``: ``validation_split`` is then
+    #: not taken from ``data``) and a held-out test set, scored by ``evaluate``
+    validation_data: Data | None = None
+    test_data: Data | None = None
 
     _source: Located | None = PrivateAttr(default=None)
 

@@ -220,6 +220,8 @@ def train(
     options: TrainOptions = DEFAULT_OPTIONS,
     overrides: dict[str, Any] | None = None,
     tensorboard: bool | None = None,
+    val_data: Any = None,
+    test_data: Any = None,
 ) -> RunResult:
     """Train a spec (or ``resume`` a run) and write its run directory; see the module doc.
 
@@ -228,7 +230,9 @@ def train(
     ``--learning-rate`` do, and ``set``: a list of ``FIELD=VALUE`` assignments to any field
     (``--set train.callbacks[0].patience=3``); they are validated like the spec and recorded
     in the run (its resolved spec, and ``overrides`` in ``specnet.json``). ``tensorboard``:
-    write TensorBoard event files (:mod:`specnet.events`; a resume keeps the run's choice)."""
+    write TensorBoard event files (:mod:`specnet.events`; a resume keeps the run's choice).
+    ``val_data``, ``test_data``: data sources (as ``data``) for a validation set of its own
+    (``validation_split`` then unused) and a test set, as ``--val-data`` and ``--test-data``."""
     progress = progress or Progress("quiet")
     marker_overrides = list((overrides or {}).get("set") or [])
     if resume is not None:
@@ -243,8 +247,11 @@ def train(
                 f"{folder}: was stopped before training began; start it again with: "
                 f"specnet train {marker.get('spec_file', 'SPEC')} --out {folder}"
             )
-        if data is not None:
-            raise UsageError("--resume continues on the run's own data; --data cannot change it")
+        if data is not None or val_data is not None or test_data is not None:
+            raise UsageError(
+                "--resume continues on the run's own data; --data, --val-data and --test-data "
+                "cannot change it"
+            )
         if overrides:
             raise UsageError(
                 f"--resume continues the run's own training settings; "
@@ -288,7 +295,13 @@ def train(
             if data is not None
             else anchored(spec.data or SyntheticData(source="synthetic"), spec_folder)
         )
-        spec = spec.model_copy(update={"data": source})
+        held = {  # --val-data / --test-data (from the working directory), else the spec's
+            key: anchored(given, Path.cwd())
+            if given is not None
+            else (anchored(getattr(spec, key), spec_folder) if getattr(spec, key) else None)
+            for key, given in (("validation_data", val_data), ("test_data", test_data))
+        }
+        spec = spec.model_copy(update={"data": source, **held})
     if epochs is not None:
         if epochs < 1:
             raise UsageError(f"--epochs {epochs}: expected a positive number of epochs")

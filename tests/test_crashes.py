@@ -41,6 +41,7 @@ COMPARED = (  # every file whose bytes must not depend on the kills (PNGs and mo
     "weights.safetensors",
     "checkpoints/last.safetensors",
     "checkpoints/best.safetensors",
+    "checkpoints/restore_best.safetensors",
     "history.json",
     "metrics.csv",
     "class_names.json",
@@ -48,15 +49,41 @@ COMPARED = (  # every file whose bytes must not depend on the kills (PNGs and mo
 )
 
 
+#: every training feature that keeps state across epochs, at once: augmentation (its draws),
+#: a warm-up + cosine schedule (the step count), EMA (the averages), EarlyStopping with
+#: restore_best_weights (its wait, best and best weights; patience beyond the run, so the
+#: kills have epochs to land in), and the loss options and regularizers
+EVERYTHING = """
+  optimizer:
+    type: adam
+    use_ema: true
+    ema_momentum: 0.9
+    learning_rate: {type: CosineDecay, initial_learning_rate: 0.0, warmup_target: 0.002,
+                    warmup_steps: 20, decay_steps: 200, alpha: 0.1}
+  callbacks: [{type: EarlyStopping, patience: 1000, restore_best_weights: true}]
+  label_smoothing: 0.05
+  class_weight: balanced
+"""
+
+
 def _spec(folder: Path) -> Path:
     """A graph (two residual blocks: Adds, each block's input read twice, dropout) shrunk to
     12×12 inputs and 8 filters, on 160 samples: ~0.1 s an epoch, so EPOCHS leave room for
-    the kills."""
+    the kills; with :data:`EVERYTHING` on, and augmentation first."""
     text = (ROOT / "specs" / "residual_cnn.yaml").read_text()
     text = text.replace("input_shape: [32, 32, 3]", "input_shape: [12, 12, 3]")
     text = text.replace("filters: 16", "filters: 8")
     text = text.replace("epochs: 5", f"epochs: {EPOCHS}")
     text = text.replace("classes_by: colour", "classes_by: colour\n  samples: 160")
+    text = text.replace(
+        "layers:\n  - {name: stem",
+        "layers:\n  - {type: RandomFlip, mode: horizontal}\n"
+        "  - {type: RandomTranslation, height_factor: 0.1, width_factor: 0.1}\n"
+        "  - {name: stem, kernel_regularizer: {type: l2, l2: 0.001}",
+    )
+    text = text.replace("\n  optimizer: {type: adam, learning_rate: 0.001}\n", EVERYTHING)
+    assert "RandomFlip" in text
+    assert "CosineDecay" in text
     path = folder / "crash.yaml"
     path.write_text(text)
     return path
@@ -82,7 +109,7 @@ def _whole_files_only(run: Path, why: str) -> None:
                     f.get_tensor(key)
         elif name.endswith(".csv"):
             lines = path.read_text().splitlines()
-            assert all(line.count(",") == 4 for line in lines), f"{why}: torn {path}"
+            assert all(line.count(",") == 5 for line in lines), f"{why}: torn {path}"
         elif name.endswith(".png"):
             assert path.read_bytes().endswith(b"IEND\xaeB`\x82"), f"{why}: torn {path}"
 
@@ -100,7 +127,7 @@ def _start(run: Path, spec: Path, backend: str, env: dict[str, str]) -> subproce
     args = (
         ["train", "--resume", str(run)]
         if started
-        else ["train", str(spec), "--backend", backend, "--out", str(run)]
+        else ["train", str(spec), "--backend", backend, "--out", str(run), "--tensorboard"]
     )
     return subprocess.Popen(
         [*HARNESS, *args, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -115,7 +142,17 @@ def test_kills_then_byte_identical(backend: str, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     began = time.perf_counter()
     subprocess.run(
-        [*HARNESS, "train", str(spec), "--backend", backend, "--out", str(whole), "--quiet"],
+        [
+            *HARNESS,
+            "train",
+            str(spec),
+            "--backend",
+            backend,
+            "--out",
+            str(whole),
+            "--quiet",
+            "--tensorboard",
+        ],
         check=True,
     )
     # an upper bound on one epoch, start-up included; timed kills sleep up to a third of it
