@@ -10,7 +10,9 @@
         history.json           the same, as Keras's History.history
         training_curves.png, confusion_matrix.png
         checkpoints/last.safetensors   every model, optimizer and RNG variable + progress
-        checkpoints/best.safetensors   canonical weights of the epoch with the lowest val_loss
+        best/                  the epoch with the lowest val_loss: weights.safetensors, the
+                               spec, specnet.json (kind best: epoch, monitor, value) — a
+                               folder every verb that takes a run takes
 
 specnet, not ``fit``, walks the epochs: batch order is a pure function of (seed, epoch), each
 backend's trainer takes one optimizer step per batch, and ``last`` is written atomically after
@@ -68,7 +70,8 @@ from specnet.weights import (
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 
-LAST, BEST = "checkpoints/last.safetensors", "checkpoints/best.safetensors"
+LAST, BEST = "checkpoints/last.safetensors", "best/weights.safetensors"
+BEST_FOLDER = "best"
 #: EarlyStopping's best weights (restore_best_weights), kept for a resume and the final weights
 RESTORE = "checkpoints/restore_best.safetensors"
 #: the metrics of every epoch, in Keras CSVLogger's (sorted) order; ``learning_rate`` is the
@@ -505,12 +508,7 @@ def _fit(
         if not here.leader:
             continue
         if improved:
-            save_weights(
-                folder / BEST,
-                trainer.weights(),
-                overwrite=True,
-                metadata={"epoch": str(epoch + 1), "class_names": json.dumps(data.class_names)},
-            )
+            _save_best(folder, trainer.weights(), epoch + 1, score, math.isfinite(val_loss), meta)
         if decision["save_best"]:
             save_weights(
                 folder / RESTORE,
@@ -531,6 +529,32 @@ def _fit(
                 progress.note(_describe(event))
         if decision["stop"]:
             break
+
+
+def _save_best(
+    folder: Path, weights: Weights, epoch: int, value: float, validated: bool, meta: dict[str, Any]
+) -> None:
+    """``best/``: the best epoch so far (Keras's ``ModelCheckpoint(save_best_only=True)`` on
+    ``val_loss``, or ``loss`` without validation data) as a folder ``evaluate``, ``predict``,
+    ``export``, ``parity`` and ``build --weights`` open like a run. The weights are written
+    first, its ``specnet.json`` (no times: its bytes follow the training) last."""
+    monitor = "val_loss" if validated else "loss"
+    names = json.dumps(meta["class_names"])
+    extra = {"epoch": str(epoch), "monitor": monitor, "value": repr(value), "class_names": names}
+    save_weights(folder / BEST, weights, overwrite=True, metadata=extra)
+    best = folder / BEST_FOLDER
+    atomic_write_bytes(best / SPEC_FILE, (folder / SPEC_FILE).read_bytes(), overwrite=True)
+    marker = {
+        "kind": "best",
+        "spec": meta["spec"],
+        "backend": meta["backend"],
+        "epoch": epoch,
+        "monitor": monitor,
+        "value": value,
+        "class_names": meta["class_names"],
+    }
+    text = json.dumps(json_safe(marker), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(best / "specnet.json", text, overwrite=True)
 
 
 def _checkpoint(

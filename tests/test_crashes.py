@@ -40,7 +40,8 @@ COMPARED = (  # every file whose bytes must not depend on the kills (PNGs and mo
     # embed no training state beyond these; specnet.json records times)
     "weights.safetensors",
     "checkpoints/last.safetensors",
-    "checkpoints/best.safetensors",
+    "best/weights.safetensors",
+    "best/specnet.json",
     "checkpoints/restore_best.safetensors",
     "history.json",
     "metrics.csv",

@@ -352,6 +352,9 @@ class _Scripted:
     ) -> tuple[float, int]:
         return 1.0, 0
 
+    def learning_rate(self) -> float:
+        return 0.01
+
     def logits(self, x: Any) -> Any:
         loss = self.script[self.epoch]
         self.epoch += 1
@@ -381,11 +384,15 @@ def test_the_best_checkpoint_is_the_best_so_far_not_the_previous_epoch(tmp_path:
     data = Dataset(x, y, x, y, ["a", "b", "c"], "test")
     history: dict[str, list[float]] = {key: [] for key in COLUMNS}
     (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "spec.resolved.yaml").write_text(TINY)
+    meta = {"kind": "train", "spec": "tiny", "backend": "torch", "class_names": ["a", "b", "c"]}
     _fit(tmp_path, _Scripted(script), data, plan, "torch", 0, history, math.inf,
-         Progress("quiet"), {"kind": "train"})  # fmt: skip
+         Progress("quiet"), meta)  # fmt: skip
     np.testing.assert_allclose(history["val_loss"], script, rtol=1e-9)
     assert read_metadata(tmp_path / BEST)["epoch"] == "2"
     assert read_safetensors(tmp_path / BEST)["w"][0] == 2.0  # the weights after epoch 2
+    marker = json.loads((tmp_path / "best" / "specnet.json").read_text())
+    assert (marker["epoch"], marker["value"]) == (2, pytest.approx(0.4, rel=1e-9))
 
 
 # ----------------------------------------------------------------------------- spatial softmax

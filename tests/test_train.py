@@ -41,12 +41,20 @@ def test_seed_spec_learns_and_writes_a_run(backend: str, tmp_path: Path, cli) ->
             "specnet.json", "spec.resolved.yaml", "class_names.json", "weights.safetensors",
             "model.keras" if backend == "keras" else "model.torch.safetensors", "metrics.csv",
             "history.json", "training_curves.png", "confusion_matrix.png", "checkpoints",
+            "best",
         ]
     )  # fmt: skip
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "best.safetensors",
-        "last.safetensors",
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.safetensors"]
+    assert sorted(p.name for p in (run / "best").iterdir()) == [
+        "spec.resolved.yaml",
+        "specnet.json",
+        "weights.safetensors",
     ]
+    best = json.loads((run / "best" / "specnet.json").read_text())
+    assert best["kind"] == "best"
+    assert best["epoch"] == int(np.argmin(history["val_loss"])) + 1
+    assert best["value"] == min(history["val_loss"])
+    assert cli("evaluate", run / "best", "--json").code == 0
     csv = (run / "metrics.csv").read_text().splitlines()
     assert csv[0] == "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"  # CSVLogger's
     assert [line.split(",")[0] for line in csv[1:]] == [str(i) for i in range(5)]

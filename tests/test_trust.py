@@ -96,7 +96,7 @@ def test_a_trained_run_predicts_by_name_and_records_the_order(tmp_path: Path, cl
     assert json.loads((run / "class_names.json").read_text()) == order
     assert json.loads((run / "specnet.json").read_text())["class_names"] == order
     assert "class_names:\n- red\n- blue\n- yellow" in (run / "spec.resolved.yaml").read_text()
-    for file in ("weights.safetensors", "checkpoints/best.safetensors"):
+    for file in ("weights.safetensors", "best/weights.safetensors"):
         assert json.loads(read_metadata(run / file)["class_names"]) == order, file
     progress = json.loads(read_metadata(run / "checkpoints/last.safetensors")["progress"])
     assert progress["class_names"] == order
