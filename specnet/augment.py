@@ -25,6 +25,7 @@ operation by operation; ``tests/test_augment.py`` compares every mode with Keras
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -55,8 +56,10 @@ def _map_coordinates(coord: np.ndarray, length: int, mode: str) -> np.ndarray:
         if length <= 1:
             coord = np.where((coord < 0) | (coord > top), F32(0), coord)
         return np.asarray(np.clip(coord, F32(0), top), F32)
-    out = coord.copy()
     low, high = coord < 0, coord > top
+    if not (low.any() or high.any()):
+        return coord
+    out = coord.copy()
     if mode == "reflect":  # [abcd] → [dcba|abcd|dcba]
         size = 2 * length
         c = coord[low]
@@ -74,14 +77,20 @@ def _map_coordinates(coord: np.ndarray, length: int, mode: str) -> np.ndarray:
     return np.asarray(np.clip(out, F32(0), top), F32)
 
 
-def _read(
-    images: np.ndarray, n: np.ndarray, y: np.ndarray, x: np.ndarray, fill: np.float32
-) -> np.ndarray:
-    """``images[n, y, x, :]`` where (y, x) is inside the image, ``fill`` elsewhere."""
-    _, height, width, _ = images.shape
-    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-    values = images[n, np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)]
-    return np.where(inside[..., None], values, fill)
+@functools.cache
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every output pixel's (row, column), as float32 (read only)."""
+    ys, xs = np.meshgrid(np.arange(height, dtype=F32), np.arange(width, dtype=F32), indexing="ij")
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
+
+
+def _to_chw(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(images, F32).transpose(0, 3, 1, 2))
+
+
+def _to_hwc(planes: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(planes.transpose(0, 2, 3, 1))
 
 
 def affine_transform(
@@ -94,32 +103,74 @@ def affine_transform(
     """``ImageProjectiveTransformV3`` on (N, H, W, C) float32 images, one transform
     ``[a0, a1, a2, b0, b1, b2, c0, c1]`` per image: output (x, y) reads the input at
     ``((a0·x + a1·y + a2) / k, (b0·x + b1·y + b2) / k)``, ``k = c0·x + c1·y + 1``."""
-    images = np.asarray(images, F32)
-    t = np.asarray(transforms, F32).reshape(len(images), 8)[:, :, None, None]
-    count, height, width, _ = images.shape
+    planes = _affine_chw(_to_chw(images), transforms, interpolation, fill_mode, fill_value)
+    return _to_hwc(planes)
+
+
+def _affine_chw(
+    planes: np.ndarray,
+    transforms: np.ndarray,
+    interpolation: str,
+    fill_mode: str,
+    fill_value: float,
+) -> np.ndarray:
+    """:func:`affine_transform` on (N, C, H, W) planes, the layout the pipeline computes in:
+    a weight per pixel then multiplies whole rows (channels last, it would multiply runs of
+    three values, several times slower).
+
+    The planes are read through a copy framed by one pixel of ``fill_value`` on every side,
+    flattened: a coordinate is clamped to [−1, size] (beyond the frame it reads the fill, as
+    the frame does) and every read is one flat ``take``, each channel at its own offset."""
+    count, channels, height, width = planes.shape
+    t = np.asarray(transforms, F32).reshape(count, 8)[:, :, None, None]
     fill = F32(fill_value)
-    ys, xs = np.meshgrid(np.arange(height, dtype=F32), np.arange(width, dtype=F32), indexing="ij")
+    framed = np.full((count, channels, height + 2, width + 2), fill, F32)
+    framed[:, :, 1:-1, 1:-1] = planes
+    flat = framed.reshape(-1)
+    row, plane = width + 2, (height + 2) * (width + 2)
+    base = (
+        ((np.arange(count, dtype=np.intp) * channels)[:, None] + np.arange(channels, dtype=np.intp))
+        * plane
+        + row
+        + 1
+    )  # (N, C): each channel's pixel (0, 0)
+    base = base[:, :, None, None]
+    ys, xs = _grid(height, width)
     projection = t[:, 6] * xs + t[:, 7] * ys + F32(1)
     safe = np.where(projection == 0, F32(1), projection)
     x_in = (t[:, 0] * xs + t[:, 1] * ys + t[:, 2]) / safe
     y_in = (t[:, 3] * xs + t[:, 4] * ys + t[:, 5]) / safe
     x_in = _map_coordinates(x_in, width, fill_mode)
     y_in = _map_coordinates(y_in, height, fill_mode)
-    n = np.broadcast_to(np.arange(count)[:, None, None], x_in.shape)
+
+    def read(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:  # (N, H, W) → (N, C, H, W)
+        return np.asarray(np.take(flat, base + (rows + columns)[:, None]), F32)
+
     if interpolation == "nearest":  # std::round: half away from zero
-        yi = (np.sign(y_in) * np.floor(np.abs(y_in) + F32(0.5))).astype(np.int64)
-        xi = (np.sign(x_in) * np.floor(np.abs(x_in) + F32(0.5))).astype(np.int64)
-        out = _read(images, n, yi, xi, fill)
+        yi = (np.sign(y_in) * np.floor(np.abs(y_in) + F32(0.5))).astype(np.intp)
+        xi = (np.sign(x_in) * np.floor(np.abs(x_in) + F32(0.5))).astype(np.intp)
+        out = read(np.clip(yi, -1, height) * row, np.clip(xi, -1, width))
     else:
+        # beyond the frame both neighbours read the fill: clamping keeps the integer parts
+        # in range (a coordinate of −1e30 would overflow them) and reads the same fill
+        y_in = np.clip(y_in, F32(-2), F32(height + 1))
+        x_in = np.clip(x_in, F32(-2), F32(width + 1))
         y0, x0 = np.floor(y_in), np.floor(x_in)
         y1, x1 = y0 + F32(1), x0 + F32(1)
-        y0i, x0i, y1i, x1i = (v.astype(np.int64) for v in (y0, x0, y1, x1))
-        wx0, wx1 = (x1 - x_in)[..., None], (x_in - x0)[..., None]
-        top = wx0 * _read(images, n, y0i, x0i, fill) + wx1 * _read(images, n, y0i, x1i, fill)
-        bottom = wx0 * _read(images, n, y1i, x0i, fill) + wx1 * _read(images, n, y1i, x1i, fill)
-        out = (y1 - y_in)[..., None] * top + (y_in - y0)[..., None] * bottom
-    out = np.where((projection == 0)[..., None], fill, out)
-    return out.astype(F32)
+        y0i, x0i = y0.astype(np.intp), x0.astype(np.intp)
+        up, down = np.clip(y0i, -1, height) * row, np.clip(y0i + 1, -1, height) * row
+        left, right = np.clip(x0i, -1, width), np.clip(x0i + 1, -1, width)
+        wx0, wx1 = (x1 - x_in)[:, None], (x_in - x0)[:, None]
+        top = wx0 * read(up, left)
+        top += wx1 * read(up, right)
+        bottom = wx0 * read(down, left)
+        bottom += wx1 * read(down, right)
+        top *= (y1 - y_in)[:, None]
+        bottom *= (y_in - y0)[:, None]
+        out = top + bottom
+    if (projection == 0).any():
+        out = np.where((projection == 0)[:, None], fill, out)
+    return np.asarray(out, F32)
 
 
 def rotation_matrices(angles: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -157,30 +208,38 @@ def translation_matrices(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
 
 
 def contrast(images: np.ndarray, factors: np.ndarray, value_range: tuple[float, float]) -> Any:
-    """Keras's ``RandomContrast``: ``(x − mean) · f + mean`` per image and channel (the mean
-    over the rows, then the columns), clipped to ``value_range``."""
+    """Keras's ``RandomContrast`` on (N, H, W, C) images: ``(x − mean) · f + mean`` per image
+    and channel (the mean over the rows, then the columns), clipped to ``value_range``."""
+    return _to_hwc(_contrast_chw(_to_chw(images), factors, value_range))
+
+
+def _contrast_chw(planes: np.ndarray, factors: np.ndarray, value_range: tuple[float, float]) -> Any:
     f = np.asarray(factors, F32).reshape(-1, 1, 1, 1)
-    mean = images.mean(axis=1, keepdims=True, dtype=F32).mean(axis=2, keepdims=True, dtype=F32)
-    out = (images - mean) * f + mean
+    mean = planes.mean(axis=2, keepdims=True, dtype=F32).mean(axis=3, keepdims=True, dtype=F32)
+    out = (planes - mean) * f + mean
     return np.clip(out, F32(value_range[0]), F32(value_range[1])).astype(F32)
 
 
 def brightness(images: np.ndarray, deltas: np.ndarray, value_range: tuple[float, float]) -> Any:
-    """Keras's ``RandomBrightness``: ``x + delta``, clipped to ``value_range``."""
-    out = images + np.asarray(deltas, F32).reshape(-1, 1, 1, 1)
+    """Keras's ``RandomBrightness``: ``x + delta``, clipped to ``value_range`` (any layout)."""
+    out = np.asarray(images, F32) + np.asarray(deltas, F32).reshape(-1, 1, 1, 1)
     return np.clip(out, F32(value_range[0]), F32(value_range[1])).astype(F32)
 
 
 def flip(images: np.ndarray, flips: np.ndarray, mode: str) -> np.ndarray:
-    """Keras's ``RandomFlip``: the flagged images flipped (both ways at once, on one flag, for
-    ``horizontal_and_vertical``)."""
-    flagged = np.asarray(flips, bool).reshape(-1, 1, 1, 1)
-    out = images
+    """Keras's ``RandomFlip`` on (N, H, W, C) images: the flagged ones flipped (both ways at
+    once, on one flag, for ``horizontal_and_vertical``)."""
+    return _to_hwc(_flip_chw(_to_chw(images), flips, mode))
+
+
+def _flip_chw(planes: np.ndarray, flips: np.ndarray, mode: str) -> np.ndarray:
+    flagged = np.asarray(flips, bool).reshape(-1)
+    out = planes.copy()
     if mode in ("horizontal", "horizontal_and_vertical"):
-        out = np.where(flagged, out[:, :, ::-1], out)
+        out[flagged] = out[flagged][:, :, :, ::-1]
     if mode in ("vertical", "horizontal_and_vertical"):
-        out = np.where(flagged, out[:, ::-1], out)
-    return np.ascontiguousarray(out, F32)
+        out[flagged] = out[flagged][:, :, ::-1]
+    return out
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float], count: int) -> np.ndarray:
@@ -188,38 +247,65 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], count: int) 
 
 
 def apply(layer: Augmentation, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One augmentation layer on a batch, its random values drawn from ``rng``."""
-    count, height, width, _ = images.shape
+    """One augmentation layer on a batch of (N, H, W, C) images, its random values drawn from
+    ``rng``."""
+    return _to_hwc(_apply_chw(layer, _to_chw(images), rng))
+
+
+def _apply_chw(layer: Augmentation, planes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    count, _, height, width = planes.shape
+    return _compute(layer, planes, _draw(layer, rng, count, height, width))
+
+
+def _draw(
+    layer: Augmentation, rng: np.random.Generator, count: int, height: int, width: int
+) -> np.ndarray:
+    """A layer's random values for a batch, one row per image: a flip's flag, a contrast
+    factor, a brightness delta, or an affine transform's eight numbers."""
     if isinstance(layer, RandomFlip):
-        return flip(images, np.asarray(rng.uniform(0, 1, count), F32) <= F32(0.5), layer.mode)
+        return np.asarray(rng.uniform(0, 1, count), F32) <= F32(0.5)
     if isinstance(layer, RandomContrast):
-        factors = _uniform(rng, layer.factor_range(layer.factor), count)
-        return np.asarray(contrast(images, factors, layer.value_range))
+        return _uniform(rng, layer.factor_range(layer.factor), count)
     if isinstance(layer, RandomBrightness):
         low, high = layer.factor_range(layer.factor)
         width_of = F32(layer.value_range[1] - layer.value_range[0])
-        deltas = _uniform(rng, (low, high), count) * width_of
-        return np.asarray(brightness(images, deltas, layer.value_range))
+        return np.asarray(_uniform(rng, (low, high), count) * width_of, F32)
     if isinstance(layer, RandomRotation):
         low, high = layer.factor_range(layer.factor)
         angles = _uniform(rng, (low * 360.0, high * 360.0), count)
-        transforms = rotation_matrices(angles, height, width)
-    elif isinstance(layer, RandomZoom):
+        return rotation_matrices(angles, height, width)
+    if isinstance(layer, RandomZoom):
         zoom_h = F32(1) + _uniform(rng, layer.factor_range(layer.height_factor), count)
         zoom_w = (
             zoom_h
             if layer.width_factor is None
             else F32(1) + _uniform(rng, layer.factor_range(layer.width_factor), count)
         )
-        transforms = zoom_matrices(zoom_h, zoom_w, height, width)
-    else:
-        assert isinstance(layer, RandomTranslation)
-        dy = _uniform(rng, layer.factor_range(layer.height_factor), count) * F32(height)
-        dx = _uniform(rng, layer.factor_range(layer.width_factor), count) * F32(width)
-        transforms = translation_matrices(dy, dx)
-    return affine_transform(
-        images, transforms, layer.interpolation, layer.fill_mode, layer.fill_value
-    )
+        return zoom_matrices(zoom_h, zoom_w, height, width)
+    assert isinstance(layer, RandomTranslation)
+    dy = _uniform(rng, layer.factor_range(layer.height_factor), count) * F32(height)
+    dx = _uniform(rng, layer.factor_range(layer.width_factor), count) * F32(width)
+    return translation_matrices(dy, dx)
+
+
+def _compute(layer: Augmentation, planes: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """A layer on (N, C, H, W) planes with its drawn values (:func:`_draw`, a row each): every
+    image on its own, so any split of a batch computes the same bytes."""
+    if isinstance(layer, RandomFlip):
+        return _flip_chw(planes, draws, layer.mode)
+    if isinstance(layer, RandomContrast):
+        return np.asarray(_contrast_chw(planes, draws, layer.value_range))
+    if isinstance(layer, RandomBrightness):
+        return np.asarray(brightness(planes, draws, layer.value_range))
+    assert isinstance(layer, RandomRotation | RandomZoom | RandomTranslation)
+    return _affine_chw(planes, draws, layer.interpolation, layer.fill_mode, layer.fill_value)
+
+
+#: values (images × channels × rows × columns) per piece of a batch computed at once: about
+#: sixteen 32×32 RGB images, whose temporaries stay in the core's cache — measured, 2.7× the
+#: speed of the whole batch of 64 at once, and faster than pieces on threads (the GIL between
+#: small array operations); each image is computed alone, so the bytes do not depend on it
+PIECE = 16 * 3 * 32 * 32
 
 
 class Augmenter:
@@ -233,9 +319,22 @@ class Augmenter:
         return bool(self.layers)
 
     def __call__(self, images: np.ndarray, epoch: int, step: int) -> np.ndarray:
-        out = np.asarray(images, F32)
+        """The batch's (N, H, W, C) images augmented: every layer's values drawn for the whole
+        batch, then each piece of about :data:`PIECE` values taken through all the layers,
+        channels-first in between."""
+        images = np.asarray(images, F32)
+        count, height, width, _ = images.shape
+        draws = []
         for position, layer in enumerate(self.layers):
             seed = self.seed if layer.seed is None else layer.seed
             rng = np.random.default_rng([seed, epoch, step, position])
-            out = apply(layer, out, rng)
+            draws.append(_draw(layer, rng, count, height, width))
+        out = np.empty_like(images)
+        piece = max(1, PIECE // max(1, images[0].size))
+        for start in range(0, count, piece):
+            part = slice(start, start + piece)
+            planes = _to_chw(images[part])
+            for layer, drawn in zip(self.layers, draws, strict=True):
+                planes = _compute(layer, planes, drawn[part])
+            out[part] = planes.transpose(0, 2, 3, 1)
         return out
