@@ -1155,13 +1155,6 @@ class Train(_Model):
                     "ReduceLROnPlateau needs a constant learning_rate; the optimizer has a "
                     "schedule (Keras refuses the pair too)",
                 )
-            if callback.monitor.startswith("val_") and info.data.get("validation_split") == 0:
-                raise PydanticCustomError(
-                    "monitor_without_validation",
-                    "{kind} monitors {monitor}, but validation_split is 0: there is no "
-                    "validation data",
-                    {"kind": callback.type, "monitor": callback.monitor},
-                )
         return callbacks
 
 
@@ -1402,9 +1395,27 @@ def _validate(source: Located) -> Spec:
     spec._source = source
     written = {layer.name: i for i, layer in enumerate(spec.layers) if layer.name is not None}
     issues = _name_layers(spec) or _link_layers(spec, written) or _augmentation_first(spec)
+    unvalidated = spec.train.validation_split == 0 and spec.validation_data is None
+    if not issues and unvalidated and not isinstance(spec.data, FolderData):  # (its own val/?)
+        issues = monitors_without_validation(spec)
     if issues:
         raise SpecValidationError(sorted(set(issues), key=_order))
     return spec
+
+
+def monitors_without_validation(spec: Spec) -> list[Issue]:
+    """A callback monitoring ``val_*`` where the run has no validation data (Keras warns and
+    skips it every epoch; a spec refuses it)."""
+    return [
+        spec.issue(
+            ("train", "callbacks", i, "monitor"),
+            f"{callback.type} monitors {callback.monitor}, but there is no validation data "
+            "(validation_split is 0 and no validation_data)",
+            "monitor loss or accuracy, or give the run validation data",
+        )
+        for i, callback in enumerate(spec.train.callbacks)
+        if callback.monitor.startswith("val_")
+    ]
 
 
 def _order(issue: Issue) -> tuple[int, int, str]:

@@ -56,6 +56,7 @@ from specnet.spec import (
     Train,
     as_spec,
     load_spec,
+    monitors_without_validation,
     regularizers,
     with_overrides,
 )
@@ -324,6 +325,8 @@ def train(
         plan = infer(spec, limits)
     tplan = training_plan(plan)
     weighting = class_weights(spec, dataset)  # (a class it names must exist: before any write)
+    if not len(dataset.x_val) and monitors_without_validation(spec):
+        raise SpecValidationError(monitors_without_validation(spec))
     for note in dataset.notes if resume is None else ():
         print(f"specnet: {note}", file=sys.stderr)
     here = world(options.device) if backend == "torch" else SOLO

@@ -123,3 +123,27 @@ def test_a_split_with_an_unknown_class_is_refused(
     assert result.code == 2, result.err
     assert message in result.err, result.err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_val_monitor_needs_validation_data_of_some_kind(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """validation_split 0 with EarlyStopping on val_loss: refused by validate (no other
+    validation data) and by train when a folder turns out to hold no val/; accepted with
+    validation data of its own."""
+    _folder(tmp_path / "plain", {"cat": 4, "dog": 4, "eel": 4})
+    text = SPEC.replace("batch_size: 8}", "batch_size: 8, validation_split: 0.0, callbacks: "
+                        "[{type: EarlyStopping, monitor: val_loss}]}")  # fmt: skip
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text.replace("{source: folder, path: images}", "{source: synthetic}"))
+    result = cli("validate", spec)
+    assert result.code == 2
+    assert "there is no validation data" in result.err
+    assert f"{spec}:7:" in result.err
+    spec.write_text(text.replace("path: images", "path: plain"))
+    result = cli("train", spec, "--backend", "torch", "--out", tmp_path / "run")
+    assert result.code == 2, result.err
+    assert "there is no validation data" in result.err
+    assert not (tmp_path / "run").exists()
+    _splits(tmp_path / "images")
+    spec.write_text(text)
+    result = cli("train", spec, "--backend", "torch", "--out", tmp_path / "run", "--quiet")
+    assert result.code == 0, result.err
