@@ -21,6 +21,16 @@ def assert_agree(got: Any, want: Any, what: str, atol: float = ATOL, rtol: float
         assert (got.argmax(1) == want.argmax(1)).all(), f"{what}: argmax differs"
 
 
+def assert_refused(result: Any, message: str, where: str = "", out: Path | None = None) -> None:
+    """A CLI result (tests.conftest's ``cli``) that is one user mistake: exit 2, ``message``
+    (and ``where``, e.g. ``spec.yaml:5:``) said, no traceback, and ``out`` never written."""
+    assert result.code == 2, result.err
+    assert message in result.err, result.err
+    assert where in result.err, result.err
+    assert "Traceback" not in result.err
+    assert out is None or not out.exists(), f"{out} was written"
+
+
 def wait_for_epochs(run: Path, epochs: int, process: subprocess.Popen[bytes]) -> None:
     """Poll a running `specnet train` until its specnet.json says ``epochs`` are checkpointed."""
     deadline = time.monotonic() + 120
