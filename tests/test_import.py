@@ -560,3 +560,28 @@ def test_import_needs_neither_tensorflow_nor_keras(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "b" / "weights.safetensors").exists()
+
+
+def test_an_import_too_big_to_train_at_batch_32_gets_a_batch_that_fits(tmp_path: Path) -> None:
+    """Two 64-filter convolutions on 512×512 images keep 4.1 GiB of activations for a batch of
+    32 (over the 4 GiB limit; ResNet50 at 224×224 keeps 4.4 GiB): the import writes
+    ``train: {batch_size: 16}`` and says why, instead of refusing the model."""
+    from specnet._frameworks import keras_module
+
+    keras = keras_module()
+    model = keras.Sequential(
+        [
+            keras.Input((512, 512, 3)),
+            keras.layers.Conv2D(64, 3, padding="same"),
+            keras.layers.Conv2D(64, 3, padding="same"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.save(tmp_path / "big.keras")
+    result = import_model(tmp_path / "big.keras", out=tmp_path / "b")
+    spec = load_spec(tmp_path / "b" / "spec.yaml")
+    assert spec.train.batch_size == 16
+    plan = infer(spec)
+    assert plan.activation_bytes(32) > 4 << 30 >= plan.activation_bytes(16)
+    assert any("train.batch_size 16" in note for note in result.notes)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from specnet.errors import UsageError
-from specnet.importers.common import ImportResult, readable_spec, write_import
+from specnet.importers.common import ImportResult, fit_batch, readable_spec, write_import
 from specnet.importers.hdf5 import HDF5, WeightsFile, read_weights_file
 from specnet.importers.keras_config import KerasModel, ModelImportError, read_json, translate
 from specnet.importers.keras_weights import CONVENTIONS, canonical_weights, convention_of
@@ -188,6 +188,7 @@ def import_model(
     stem = re.sub(r"(\.(json|h5|hdf5|keras|weights))+$", "", path.name, flags=re.IGNORECASE)
     model = translate(top, where, re.sub(r"[^A-Za-z0-9_]", "_", stem))
     source_format = f"{model.dialect}{f' {model.version}' if model.version else ''} {source_format}"
+    fit_batch(model.spec, str(path), limits, model.notes)
     spec = spec_from_dict(model.spec, str(path))
     plan = infer(spec, limits)
     convention, why = convention_of(kernel_convention, weights_file, model)

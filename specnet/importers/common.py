@@ -32,6 +32,31 @@ class ImportResult:
     files: tuple[Path, ...] = ()
 
 
+def fit_batch(spec: dict[str, Any], source: str, limits: Any, notes: list[str]) -> None:
+    """Give an imported spec a ``train.batch_size`` whose activations fit ``limits`` when the
+    default 32 would not (ResNet50 at 224×224: 4.4 GiB; the limit: 4 GiB): the largest power of
+    two that fits, said in ``notes``. Inference is not concerned (batch 1 needs a 32nd), but
+    training and the shape check would refuse the whole import."""
+    from specnet.shapes import Limits, infer
+    from specnet.spec import spec_from_dict
+
+    limits = limits or Limits()
+    unlimited = Limits(max_params=limits.max_params, max_activation_bytes=1 << 62)
+    plan = infer(spec_from_dict(spec, source), unlimited)
+    batch = plan.spec.train.batch_size
+    if plan.activation_bytes(batch) <= limits.max_activation_bytes:
+        return
+    fitted = batch
+    while fitted > 1 and plan.activation_bytes(fitted) > limits.max_activation_bytes:
+        fitted //= 2
+    spec.setdefault("train", {})["batch_size"] = fitted
+    notes.append(
+        f"train.batch_size {fitted}: a batch of {batch} would keep "
+        f"{plan.activation_bytes(batch) / 2**30:.1f} GiB of activations for training, over "
+        f"the limit of {limits.max_activation_bytes / 2**30:.1f} GiB"
+    )
+
+
 def readable_spec(spec: dict[str, Any], source: str) -> str:
     """The spec as a person writes it: one layer a line, Keras's names."""
     lines = [
@@ -51,6 +76,9 @@ def readable_spec(spec: dict[str, Any], source: str) -> str:
     for layer in spec["layers"]:
         text = yaml.safe_dump(layer, default_flow_style=True, sort_keys=False, width=10**6).strip()
         lines.append(f"  - {text}")
+    if spec.get("train"):  # (fit_batch's batch size)
+        text = yaml.safe_dump(spec["train"], default_flow_style=True, width=10**6).strip()
+        lines.append(f"train: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -821,12 +821,13 @@ def import_onnx(
     path: Path, *, out: str | Path | None, backend: str | None, force: bool, limits: Any
 ) -> ImportResult:
     """``specnet import FILE.onnx``: see the module doc."""
-    from specnet.importers.common import rows_to_hwc, write_import
+    from specnet.importers.common import fit_batch, rows_to_hwc, write_import
     from specnet.shapes import infer
     from specnet.spec import spec_from_dict
 
     np = require("numpy")
     spec_map, layers, notes = translate_onnx(path)
+    fit_batch(spec_map, str(path), limits, notes)
     spec = spec_from_dict(spec_map, str(path))
     plan = infer(spec, limits)
     steps = plan.by_name()
