@@ -166,14 +166,21 @@ class _Model(BaseModel):
 # ----------------------------------------------------------------------------- regularizers
 
 
-class L1(_Model):
+class _Regularizer(_Model):
+    @property
+    def factors(self) -> tuple[float, float]:
+        """(l1, l2): the penalty is ``l1 · Σ|w| + l2 · Σw²``."""
+        return float(getattr(self, "l1", 0.0)), float(getattr(self, "l2", 0.0))
+
+
+class L1(_Regularizer):
     """``keras.regularizers.L1``: ``l1 · Σ|w|`` added to the loss (Keras's default 0.01)."""
 
     type: Literal["l1", "L1"]
     l1: NonNegativeFloat = 0.01
 
 
-class L2(_Model):
+class L2(_Regularizer):
     """``keras.regularizers.L2``: ``l2 · Σw²`` added to the loss — no ½, unlike the
     ``weight_decay`` of PyTorch's SGD (Keras's default 0.01)."""
 
@@ -181,7 +188,7 @@ class L2(_Model):
     l2: NonNegativeFloat = 0.01
 
 
-class L1L2(_Model):
+class L1L2(_Regularizer):
     """``keras.regularizers.L1L2``: ``l1 · Σ|w| + l2 · Σw²``. Keras 3's defaults are 0 and 0
     (Keras 2's ``l1_l2()`` had 0.01 for both), so ``l1_l2`` with no factors adds nothing."""
 
@@ -669,15 +676,18 @@ def _sorted_pair(value: tuple[float, float]) -> tuple[float, float]:
     return value
 
 
-def _increasing_range(value: tuple[float, float]) -> tuple[float, float]:
+def _increasing(value: tuple[float, float]) -> tuple[float, float]:
     if not value[0] < value[1]:
         raise PydanticCustomError("range_order", "expected [low, high] with low < high")
     return value
 
 
+#: ``[low, high]``, low < high: a pixel range, an augmentation's ``value_range``
+Range = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing)]
+
+
 FillMode = Literal["reflect", "wrap", "constant", "nearest"]
 Interpolation = Literal["nearest", "bilinear"]
-ValueRange = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing_range)]
 
 
 class Augmentation(LayerBase):
@@ -769,7 +779,7 @@ class RandomContrast(Augmentation):
     PREFIX = "random_contrast"
     type: Literal["RandomContrast"]
     factor: _factor((0.0, 1.0))  # type: ignore[valid-type]
-    value_range: ValueRange = (0.0, 1.0)
+    value_range: Range = (0.0, 1.0)
 
     def factor_range(self, value: float | tuple[float, float]) -> tuple[float, float]:
         low, high = value if isinstance(value, tuple) else (value, value)
@@ -784,7 +794,7 @@ class RandomBrightness(Augmentation):
     PREFIX = "random_brightness"
     type: Literal["RandomBrightness"]
     factor: _factor((-1.0, 1.0))  # type: ignore[valid-type]
-    value_range: ValueRange = (0.0, 1.0)
+    value_range: Range = (0.0, 1.0)
 
 
 AUGMENTATIONS: tuple[type[Augmentation], ...] = (
@@ -1170,15 +1180,6 @@ class SyntheticData(_Model):
     noise: Annotated[float, Strict(), at.Ge(0), at.Le(1)] = 0.1
 
 
-def _increasing(value: tuple[float, float]) -> tuple[float, float]:
-    if not value[0] < value[1]:
-        raise PydanticCustomError("range_order", "expected [low, high] with low < high")
-    return value
-
-
-PixelRange = Annotated[tuple[FiniteNumber, FiniteNumber], AfterValidator(_increasing)]
-
-
 class NpzData(_Model):
     """A ``.npz`` file with arrays ``x`` (N, H, W, C) and ``y`` (N,); path relative to the spec.
 
@@ -1187,7 +1188,7 @@ class NpzData(_Model):
 
     source: Literal["npz"]
     path: Annotated[str, Strict(), at.MinLen(1)]
-    pixel_range: PixelRange | None = None
+    pixel_range: Range | None = None
 
 
 class FolderData(_Model):

@@ -71,8 +71,8 @@ from specnet.weights import (
 
 __all__ = ["RunResult", "evaluate_logits", "train", "training_plan"]
 
-LAST, BEST = "checkpoints/last.safetensors", "best/weights.safetensors"
 BEST_FOLDER = "best"
+LAST, BEST = "checkpoints/last.safetensors", f"{BEST_FOLDER}/{WEIGHTS_FILE}"
 #: EarlyStopping's best weights (restore_best_weights), kept for a resume and the final weights
 RESTORE = "checkpoints/restore_best.safetensors"
 #: the metrics of every epoch, in Keras CSVLogger's (sorted) order; ``learning_rate`` is the
@@ -172,8 +172,8 @@ def penalty(plan: Plan, weights: Weights) -> float:
             if suffix not in step.weights:  # a bias regularizer on a layer without a bias
                 continue
             value = np.asarray(weights[f"{step.name}.{suffix}"], np.float64)
-            total += getattr(chosen, "l1", 0.0) * float(np.abs(value).sum())
-            total += getattr(chosen, "l2", 0.0) * float(np.square(value).sum())
+            l1, l2 = chosen.factors
+            total += l1 * float(np.abs(value).sum()) + l2 * float(np.square(value).sum())
     return total
 
 
@@ -299,13 +299,14 @@ def train(
             if data is not None
             else anchored(spec.data or SyntheticData(source="synthetic"), spec_folder)
         )
-        held = {  # --val-data / --test-data (from the working directory), else the spec's
-            key: anchored(given, Path.cwd())
-            if given is not None
-            else (anchored(getattr(spec, key), spec_folder) if getattr(spec, key) else None)
-            for key, given in (("validation_data", val_data), ("test_data", test_data))
-        }
-        spec = spec.model_copy(update={"data": source, **held})
+        held: dict[str, Any] = {"data": source}
+        for key, given in (("validation_data", val_data), ("test_data", test_data)):
+            written = getattr(spec, key)  # --val-data / --test-data beat the spec's
+            if given is not None:
+                held[key] = anchored(given, Path.cwd())
+            elif written is not None:
+                held[key] = anchored(written, spec_folder)
+        spec = spec.model_copy(update=held)
     if epochs is not None:
         if epochs < 1:
             raise UsageError(f"--epochs {epochs}: expected a positive number of epochs")
@@ -325,8 +326,9 @@ def train(
         plan = infer(spec, limits)
     tplan = training_plan(plan)
     weighting = class_weights(spec, dataset)  # (a class it names must exist: before any write)
-    if not len(dataset.x_val) and monitors_without_validation(spec):
-        raise SpecValidationError(monitors_without_validation(spec))
+    unmonitored = [] if len(dataset.x_val) else monitors_without_validation(spec)
+    if unmonitored:  # (a folder without val/ and no validation_split)
+        raise SpecValidationError(unmonitored)
     for note in dataset.notes if resume is None else ():
         print(f"specnet: {note}", file=sys.stderr)
     here = world(options.device) if backend == "torch" else SOLO
@@ -457,7 +459,7 @@ def _fit(
     from specnet.augment import Augmenter  # (NumPy: not imported by the lighter verbs)
 
     augment = Augmenter(plan.augmentation, cfg.seed)
-    range_of = require("numpy").arange
+    np = require("numpy")
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()
         order = batch_order(n, cfg.seed, epoch, cfg.shuffle)
@@ -469,7 +471,7 @@ def _fit(
             images = data.x_train[mine]
             if augment:  # the global batch augmented (its draws), then this worker's share
                 whole = augment(data.x_train[index], epoch, step)
-                images = whole[shard(range_of(len(index)), here)]
+                images = whole[shard(np.arange(len(index)), here)]
             # the loss and hits of the whole global batch, however many workers share it
             labels = data.y_train[mine]
             weights = None if weighting is None else weighting[labels]

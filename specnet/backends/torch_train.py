@@ -227,7 +227,7 @@ class TorchTrainer:
         parameters = dict(self.model.named_parameters())
         keys = backend.state_keys(plan)
         self.penalties = [
-            (parameters[keys[f"{step.name}.{suffix}"]], getattr(r, "l1", 0.0), getattr(r, "l2", 0))
+            (parameters[keys[f"{step.name}.{suffix}"]], *r.factors)
             for step in plan.layers
             for suffix, r in regularizers(step.layer).items()
             if suffix in step.weights  # (a bias regularizer without a bias: no variable)
