@@ -11,7 +11,9 @@ report (``SPECNET_PARITY_REPORT``): specs tried, kinds and fields covered, failu
 Hypothesis shrinks a failure to a minimal network; each one found is kept under
 ``tests/regressions/`` (run by :func:`test_regression`) once fixed. The tolerance is the
 parity one (atol 1e-5, rtol 1e-4) on logits scaled to their largest value: a random network's
-logits can be in the thousands, where float32 carries about 1e-4 absolute.
+logits can be in the thousands, where float32 carries about 1e-4 absolute. A network that
+amplifies rounding gets, on top, the room its own float32 arithmetic needs, measured in float64
+(:func:`_exact`).
 """
 
 from __future__ import annotations
@@ -77,10 +79,12 @@ def _write_report() -> None:
 atexit.register(_write_report)
 
 
-def _agree(got: np.ndarray, want: np.ndarray, what: str) -> None:
+def _agree(got: np.ndarray, want: np.ndarray, what: str, rounding: float = 0.0) -> None:
+    """``got`` within the parity tolerance of ``want``, widened by ``rounding`` (how far
+    float32 rounding alone moves this network's output, :func:`_exact`)."""
     scale = max(1.0, float(np.abs(want).max()))
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    np.testing.assert_allclose(got, want, atol=ATOL * scale, rtol=RTOL, err_msg=what)
+    np.testing.assert_allclose(got, want, atol=ATOL * scale + rounding, rtol=RTOL, err_msg=what)
 
 
 def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
@@ -116,9 +120,31 @@ def _inference(spec: dict[str, Any], n: int, seed: int) -> tuple[Any, Any, np.nd
     return plan, weights, x, want
 
 
-def _exact(plan: Any, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+#: float32's unit roundoff: the relative error of one rounding
+UNIT_ROUNDOFF = 2.0**-24
+#: perturbed float64 passes that measure a network's sensitivity to rounding
+DRAWS = 6
+#: how many times the largest measured deviation a runtime may add. A layer is several
+#: roundings, not the one the estimate applies at its output, and a framework's formula can
+#: round where the float64 model does not: Keras's LayerNormalization computes
+#: ``x * inv - mean * inv`` where PyTorch computes ``(x - mean) * inv``, rounding at the size
+#: of ``x * inv`` (tests/regressions/layer_norm_of_a_near_constant_vector.json: Keras 2.2×
+#: the estimate, PyTorch and ONNX Runtime 0.8×)
+ROUNDING_FACTOR = 4.0
+
+
+def _exact(plan: Any, weights: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, float]:
     """The network in float64 (PyTorch's model of it, every weight and the input in double):
-    the function every float32 runtime approximates."""
+    the function every float32 runtime approximates; and how far float32 rounding moves it.
+
+    That second figure is Monte Carlo arithmetic (Parker, Pierce & Eggert, 2000): the float64
+    network run :data:`DRAWS` more times with every layer's output multiplied by
+    ``1 + UNIT_ROUNDOFF * r``, ``r`` uniform in [-1, 1] — a float32 rounding at each layer —
+    and the largest deviation from the exact output (over all of it, as the tolerance is) times
+    :data:`ROUNDING_FACTOR`. For most networks it is a small part of the parity tolerance (150
+    random ones on 2026-12-03: median 3% of it, 9 in 10 under 8%), which stays as it was; a
+    network that amplifies rounding (a LayerNormalization of an almost constant vector: a
+    spread of 3.3e-5 on logits of 0.3) gets the room its own float32 arithmetic needs."""
     import torch
 
     from specnet.backends.torch import apply_steps, conversions
@@ -138,30 +164,48 @@ def _exact(plan: Any, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarr
     }
     state |= {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
     model.load_state_dict(state)
-    with torch.no_grad():
-        out = model(torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2))
+    inputs = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
+
+    def logits() -> np.ndarray:
+        with torch.no_grad():
+            out = model(inputs)
+        return (out.permute(0, 2, 3, 1) if out.ndim == 4 else out).numpy()
+
+    out = logits()
     # a value beyond float32's range anywhere inside (an exponential of an exponential) makes
     # every float32 runtime compute inf or nan there, whatever the output is: not a parity
     # question, so the draw is discarded (a 5,000-network campaign met two)
     assume(peak[0] < 1e30)
-    return (out.permute(0, 2, 3, 1) if out.ndim == 4 else out).numpy()
+    generator = torch.Generator().manual_seed(0)
+
+    def round_off(module: Any, args: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+            return None
+        r = torch.rand(output.shape, generator=generator, dtype=output.dtype) * 2 - 1
+        return output * (1 + UNIT_ROUNDOFF * r)
+
+    for module in model.modules():
+        module.register_forward_hook(round_off)
+    deviation = max(float(np.abs(logits() - out).max()) for _ in range(DRAWS))
+    return out, ROUNDING_FACTOR * deviation
 
 
 def check_runtimes(spec: dict[str, Any], n: int = 3, seed: int = 0) -> None:
     """Keras, PyTorch and ONNX Runtime (both layouts) each within the parity tolerance of the
-    network in float64. (Pairwise, two float32 runtimes on either side of the exact value can
-    be twice the tolerance apart: a 5,000-network campaign met one, 1.25e-5 apart, Keras 7.8e-6
-    above and ONNX Runtime 4.7e-6 below the float64 value.)"""
+    network in float64, widened by what float32 rounding alone does to it (:func:`_exact`).
+    (Pairwise, two float32 runtimes on either side of the exact value can be twice the
+    tolerance apart: a 5,000-network campaign met one, 1.25e-5 apart, Keras 7.8e-6 above and
+    ONNX Runtime 4.7e-6 below the float64 value.)"""
     plan, weights, x, want = _inference(spec, n, seed)
-    exact = _exact(plan, weights, x)
-    _agree(want, exact, "keras")
+    exact, rounding = _exact(plan, weights, x)
+    _agree(want, exact, "keras", rounding)
     torch = get_backend("torch")
     model = torch.build(plan)
     torch.set_weights(model, plan, weights)
-    _agree(torch.predict(model, x), exact, "torch")
+    _agree(torch.predict(model, x), exact, "torch", rounding)
     for layout in ("nhwc", "nchw"):
         session = ort_session(build_graph(plan, weights, layout))
-        _agree(run_session(session, x, layout), exact, f"onnx/{layout}")
+        _agree(run_session(session, x, layout), exact, f"onnx/{layout}", rounding)
 
 
 FAST = settings(
