@@ -3,8 +3,9 @@
 The same canonical weights (seeded from the spec's initializers for a SPEC, the trained ones for
 a RUN) go into every available runtime; one batch goes through all of them; every pair is
 compared on the outputs before the final softmax (the logits plan), within float32 tolerance
-(atol 1e-5, rtol 1e-4) and with identical argmax (for a single sigmoid unit, the same decision
-logit > 0, i.e. p > 0.5). Runtimes:
+(atol 1e-5, rtol 1e-4; the atol widened by the network's own float32 rounding as
+:mod:`specnet.rounding` measures it, where PyTorch is there to measure it) and with identical
+argmax (for a single sigmoid unit, the same decision logit > 0, i.e. p > 0.5). Runtimes:
 
 * ``keras``, ``torch`` — the native models;
 * ``onnx`` — the direct graph in ONNX Runtime; ``onnx-reference`` — the same graph in ONNX's
@@ -110,6 +111,10 @@ class ParityReport:
     pairs: list[Pair] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     layers: list[LayerRow] = field(default_factory=list)
+    #: layer name → the room float32 rounding needs there, added to the atol (specnet.rounding)
+    rounding: dict[str, float] = field(default_factory=dict)
+    #: what it adds to the outputs' atol (None: not measured)
+    output_rounding: float | None = None
 
     @property
     def first_divergence(self) -> LayerRow | None:
@@ -130,7 +135,11 @@ class ParityReport:
             "weights": self.source,
             "batch": self.batch,
             "runtimes": list(self.outputs),
-            "tolerance": {"atol": ATOL, "rtol": RTOL},
+            "tolerance": {
+                "atol": ATOL,
+                "rtol": RTOL,
+                "rounding": self.output_rounding,
+            },
             "pairs": [pair.__dict__ for pair in self.pairs],
             "notes": self.notes,
             "ok": self.ok,
@@ -193,7 +202,13 @@ class ParityReport:
         width = max(len(name) for name in names) if names else 8
         lines = [
             f"parity of {self.target} ({self.source}, batch {self.batch}): max |a - b| of the "
-            f"outputs before softmax; ✓ within atol {ATOL:g} + rtol {RTOL:g} and same argmax",
+            f"outputs before softmax; ✓ within atol {ATOL:g} + rtol {RTOL:g}"
+            + (
+                f" (atol + {extra:.1e}: this network's float32 rounding, measured)"
+                if (extra := self.output_rounding)
+                else ""
+            )
+            + " and same argmax",
             "",
             " " * (width + 2) + " ".join(f"{i:>10}" for i in range(len(names))),
         ]
@@ -307,9 +322,15 @@ def layer_values(name: str, plan: Plan, weights: Weights, x: Any) -> dict[str, A
     return values
 
 
-def compare_layers(plan: Plan, weights: Weights, x: Any, runtimes: list[str]) -> list[LayerRow]:
+def compare_layers(
+    plan: Plan,
+    weights: Weights,
+    x: Any,
+    runtimes: list[str],
+    rounding: dict[str, float] | None = None,
+) -> list[LayerRow]:
     """Every layer's output in each of ``runtimes`` (those of :data:`LAYERED`), compared in
-    pairs with the parity tolerance."""
+    pairs with the parity tolerance (its atol plus ``rounding[layer]``, :mod:`specnet.rounding`)."""
     np = require("numpy")
     values = {name: layer_values(name, plan, weights, x) for name in runtimes}
     rows = []
@@ -324,12 +345,13 @@ def compare_layers(plan: Plan, weights: Weights, x: Any, runtimes: list[str]) ->
             diff = np.abs(u - v)
             worst = float(diff.max()) if diff.size else 0.0
             rel = float((diff / np.maximum(np.abs(v), ATOL)).max()) if diff.size else 0.0
-            pairs[(a, b)] = (worst, rel, bool(np.allclose(u, v, atol=ATOL, rtol=RTOL)))
+            atol = ATOL + (rounding or {}).get(step.name, 0.0)
+            pairs[(a, b)] = (worst, rel, bool(np.allclose(u, v, atol=atol, rtol=RTOL)))
         rows.append(LayerRow(step.name, step.kind, step.output_shape, pairs))
     return rows
 
 
-def _compare(a: str, b: str, x: Any, y: Any) -> Pair:
+def _compare(a: str, b: str, x: Any, y: Any, rounding: float = 0.0) -> Pair:
     np = require("numpy")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.shape != y.shape:
@@ -341,7 +363,7 @@ def _compare(a: str, b: str, x: Any, y: Any) -> Pair:
         agree = float(((flat_x[:, 0] > 0) == (flat_y[:, 0] > 0)).mean())
     else:
         agree = float((flat_x.argmax(1) == flat_y.argmax(1)).mean())
-    ok = bool(np.allclose(x, y, atol=ATOL, rtol=RTOL)) and agree == 1.0
+    ok = bool(np.allclose(x, y, atol=ATOL + rounding, rtol=RTOL)) and agree == 1.0
     return Pair(a, b, float(diff.max()), rel, agree, ok)
 
 
@@ -356,6 +378,29 @@ def _run(name: str, plan: Plan, weights: Weights, x: Any) -> Any:
     via, layout = name.removeprefix("ort:").split("/")
     model = native_onnx(plan, weights, via, layout, DEFAULT_OPSET)
     return run_session(ort_session(model), x, layout)
+
+
+def _rounding(
+    plan: Plan,
+    weights: Weights,
+    x: Any,
+    every_layer: bool,
+    report: ParityReport,
+    say: Callable[[str], None],
+) -> dict[str, float]:
+    """:func:`specnet.rounding.rounding` of the logits plan, or {} with a note without PyTorch."""
+    from specnet.rounding import rounding
+
+    began = time.perf_counter()
+    try:
+        measured = rounding(plan, weights, x, every_layer)[1]
+    except MissingFrameworkError:
+        report.notes.append(
+            "float32 rounding not measured (it needs PyTorch): the fixed tolerance applies"
+        )
+        return {}
+    say(f"parity: float32 rounding measured in float64 in {time.perf_counter() - began:.1f} s")
+    return measured
 
 
 def parity(
@@ -406,13 +451,19 @@ def parity(
             say(f"parity [{i}/{len(chosen)}] {name}: skipped")
             continue
         say(f"parity [{i}/{len(chosen)}] {name}: ran in {time.perf_counter() - began:.1f} s")
+    report.rounding = _rounding(logits, weights, x, layers, report, say)
+    if report.rounding:
+        report.output_rounding = report.rounding[logits.layers[-1].name]
+    slack = report.output_rounding or 0.0
     for a, b in itertools.combinations(report.outputs, 2):
-        report.pairs.append(_compare(a, b, report.outputs[a], report.outputs[b]))
+        report.pairs.append(_compare(a, b, report.outputs[a], report.outputs[b], slack))
     if layers or (report.pairs and not report.ok):
         layered = [name for name in LAYERED if name in report.outputs]
         if len(layered) >= 2:
+            if not layers and report.rounding:  # measured for the outputs only so far
+                report.rounding = _rounding(logits, weights, x, True, report, say)
             say(f"parity: comparing every layer in {', '.join(layered)}")
-            report.layers = compare_layers(logits, weights, x, layered)
+            report.layers = compare_layers(logits, weights, x, layered, report.rounding)
         else:
             report.notes.append(
                 "per-layer comparison needs two of keras, torch and onnx among the runtimes"

@@ -301,7 +301,9 @@ def test_parity_and_export_print_progress_unless_quiet(tmp_path: Path, cli) -> N
     assert [line.split(":")[0] for line in loud.err.splitlines()] == [
         "parity [1/2] torch",
         "parity [2/2] onnx",
+        "parity",  # the network's float32 rounding, measured (specnet.rounding)
     ]
+    assert "rounding measured" in loud.err.splitlines()[-1]
     assert cli("parity", seed, "--backends", "torch,onnx", "--quiet").err == ""
     assert cli("build", seed, "--backend", "torch", "-o", tmp_path / "b").code == 0
     exported = cli("export", tmp_path / "b", "--onnx", "--via", "direct")
