@@ -260,19 +260,27 @@ def test_generated_sources_write_the_graph_as_a_person_would(tmp_path: Path) -> 
         assert_agree(got, want, name, atol=1e-5)
 
 
-def test_torch_keeps_every_image_channels_last() -> None:
-    """A pad, cat or merge that quietly returns NCHW memory costs a full copy each step."""
+def test_torch_keeps_every_image_in_the_networks_memory_format() -> None:
+    """A pad, cat or merge that quietly returns another memory format costs a full copy each
+    step: every image stays channels-last, or contiguous NCHW in a network with a depthwise
+    convolution (``specnet.backends.torch.memory_format``; MobileNetV2 among the specs)."""
     import torch
 
+    from specnet.backends.torch import memory_format
     from tests.conftest import SPECS
 
+    formats = set()
     for path in [*SPECS, None]:
         plan = infer(loads_spec(path.read_text() if path else EXAMPLE))
         model = get_backend("torch").build(plan)
+        fmt = memory_format(plan)
+        formats.add(fmt)
         seen: list[str] = []
 
-        def check(module: Any, args: Any, out: Any, name: str = "", seen: list[str] = seen) -> None:
-            if out.dim() == 4 and not out.is_contiguous(memory_format=torch.channels_last):
+        def check(
+            module: Any, args: Any, out: Any, name: str = "", seen: list[str] = seen, fmt: Any = fmt
+        ) -> None:
+            if out.dim() == 4 and not out.is_contiguous(memory_format=fmt):
                 seen.append(name)
 
         for name, child in model.named_children():
@@ -280,9 +288,10 @@ def test_torch_keeps_every_image_channels_last() -> None:
         x = torch.from_numpy(batch(plan.input_shape, n=2)).permute(0, 3, 1, 2)
         with torch.no_grad():
             out = model(x)
-        assert not seen, f"{plan.name}: {seen} return NCHW memory"
+        assert not seen, f"{plan.name}: {seen} return another memory format than {fmt}"
         if out.dim() == 4:
-            assert out.is_contiguous(memory_format=torch.channels_last), plan.name
+            assert out.is_contiguous(memory_format=fmt), plan.name
+    assert formats == {torch.channels_last, torch.contiguous_format}
 
 
 def test_a_graph_exports_through_every_converter(tmp_path: Path) -> None:

@@ -118,13 +118,16 @@ class Crop(torch.nn.Module):
     """Rows and columns cut off an NCHW image (see ``specnet._standalone.crop``): what is
     left of a transposed convolution's Keras cut after its symmetric ``padding``."""
 
+    #: the network's memory format (set by the backend's build)
+    memory_format: Any = torch.channels_last
+
     def __init__(self, top: int, bottom: int, left: int, right: int) -> None:
         super().__init__()
         self.cut = (top, bottom, left, right)
 
     def forward(self, x: Any) -> Any:
-        # the slice is a strided view: made channels-last here, as the layers after expect
-        return crop(x, *self.cut).contiguous(memory_format=torch.channels_last)
+        # the slice is a strided view: made the network's format here, as the layers after expect
+        return crop(x, *self.cut).contiguous(memory_format=self.memory_format)
 
 
 class OneChannelConv2d(torch.nn.Conv2d):
@@ -136,42 +139,57 @@ class OneChannelConv2d(torch.nn.Conv2d):
     (found by tests/test_random_parity.py; reproduced with nn.Conv2d alone in
     tests/test_backends.py). With both in contiguous strides it computes right, so the kernel is
     kept contiguous (the backend's build) and the input — one channel, small — is copied to
-    contiguous strides; the output goes back to channels-last for the layers after it."""
+    contiguous strides; the output goes back to the network's format for the layers after it."""
+
+    #: the network's memory format (set by the backend's build)
+    memory_format: Any = torch.channels_last
 
     def forward(self, x: Any) -> Any:
         x = x.clone(memory_format=torch.contiguous_format)
-        return super().forward(x).contiguous(memory_format=torch.channels_last)
+        return super().forward(x).contiguous(memory_format=self.memory_format)
 
 
 class PermuteHWC(torch.nn.Module):
     """Keras's ``Permute`` (see ``specnet._standalone.permute_channels_last``)."""
+
+    #: the network's memory format (set by the backend's build)
+    memory_format: Any = torch.channels_last
 
     def __init__(self, dims: Any) -> None:
         super().__init__()
         self.dims = tuple(dims)
 
     def forward(self, x: Any) -> Any:
-        return permute_channels_last(x, self.dims).contiguous(memory_format=torch.channels_last)
+        return permute_channels_last(x, self.dims).contiguous(memory_format=self.memory_format)
 
 
 class ReshapeHWC(torch.nn.Module):
     """Keras's ``Reshape`` (see ``specnet._standalone.reshape_channels_last``)."""
+
+    #: the network's memory format (set by the backend's build)
+    memory_format: Any = torch.channels_last
 
     def __init__(self, shape: Any) -> None:
         super().__init__()
         self.shape = tuple(shape)
 
     def forward(self, x: Any) -> Any:
-        return reshape_channels_last(x, self.shape)
+        out = reshape_channels_last(x, self.shape)
+        return out.contiguous(memory_format=self.memory_format) if out.dim() == 4 else out
 
 
 class LayerNormChannels(torch.nn.LayerNorm):
     """``nn.LayerNorm`` over an NCHW image's channels, pixel by pixel (Keras's
     ``LayerNormalization`` on an image): the channels moved last and back, views on the
-    channels-last activations the backend computes with."""
+    channels-last activations the backend computes with (in a contiguous network, copied back
+    to its format)."""
+
+    #: the network's memory format (set by the backend's build)
+    memory_format: Any = torch.channels_last
 
     def forward(self, x: Any) -> Any:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        out = super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return out.contiguous(memory_format=self.memory_format)
 
 
 @dataclass(frozen=True)
@@ -209,11 +227,18 @@ class Graph(torch.nn.Module):
     ``conv2d.weight``, as an ``nn.Sequential`` of the same names would), and a forward that walks
     the spec's layers over a dict of named values, freeing each as soon as nothing reads it."""
 
-    def __init__(self, children: dict[str, torch.nn.Module], steps: list[Step]) -> None:
+    def __init__(
+        self,
+        children: dict[str, torch.nn.Module],
+        steps: list[Step],
+        memory_format: Any = torch.channels_last,
+    ) -> None:
         super().__init__()
         for name, child in children.items():
             self.add_module(name, child)
         self.steps = steps
+        #: the format the network's activations are in (``specnet.backends.torch.memory_format``)
+        self.memory_format = memory_format
 
     def forward(self, x: Any) -> Any:
         return self._run(x, keep=False)[self.steps[-1].name]
@@ -223,6 +248,8 @@ class Graph(torch.nn.Module):
         return self._run(x, keep=True)
 
     def _run(self, x: Any, keep: bool) -> dict[str, Any]:
+        if x.dim() == 4 and self.memory_format is torch.contiguous_format:
+            x = x.contiguous()  # a channels-last view of an NHWC batch: copied once, here
         values = {"input": x}
         for step in self.steps:
             args = [values[name] for name in step.inputs]

@@ -411,6 +411,29 @@ def batch_norm_folds(plan: Plan) -> dict[str, PlanLayer]:
     return folds
 
 
+def padding_folds(plan: Plan) -> dict[str, tuple[int, int, int, int]]:
+    """Convolution name → the (top, left, bottom, right) zeros of the ZeroPadding2D it alone
+    reads, to add to its own ``pads``: Keras's MobileNetV2 pads before each stride-2
+    convolution (``correct_pad``), and a Conv's pads are zeros too — one node fewer each, as
+    PyTorch's exporter writes it."""
+    readers = plan.consumers()
+    by_name = plan.by_name()
+    folds = {}
+    for step in plan.layers:
+        if not isinstance(step.layer, Conv2D | DepthwiseConv2D | SeparableConv2D):
+            continue
+        pad = by_name.get(step.inputs[0])
+        if (
+            len(step.inputs) == 1
+            and pad is not None
+            and isinstance(pad.layer, ZeroPadding2D)
+            and [reader.name for reader in readers[pad.name]] == [step.name]
+        ):
+            (top, bottom), (left, right) = pad.layer.padding
+            folds[step.name] = (top, left, bottom, right)
+    return folds
+
+
 def _fold(plan: Plan, converted: dict[str, Any], np: Any) -> dict[str, str]:
     """Fold each inference BatchNormalization into its convolution, in ``converted`` (PyTorch
     layout): per output channel ``s = gamma / sqrt(variance + epsilon)``, the kernel times
@@ -457,7 +480,8 @@ def build_graph(
     convolution into it (:func:`batch_norm_folds`): one node fewer each, what deployment wants
     (``specnet export`` does it). The file then no longer holds the canonical weights (the
     metadata ``folded_batch_norm`` names the folded layers), so the ONNX backend's own file, which
-    must give its weights back, is written unfolded.
+    must give its weights back, is written unfolded. It also folds a ZeroPadding2D into the
+    convolution that alone reads it (:func:`padding_folds`), unless ``mark_layers``.
 
     ``mark_layers`` adds every layer's value as a graph output ``layer:<name>`` (Polygraphy's
     "mark all"), as the graph computes it: images NCHW, a Flatten's vector in (c, h, w) order
@@ -476,6 +500,9 @@ def build_graph(
     folds = batch_norm_folds(plan) if fold_batch_norm else {}
     renames = _fold(plan, converted, np) if folds else {}
     folded = {bn.name for bn in folds.values()}
+    padded = padding_folds(plan) if fold_batch_norm and not mark_layers else {}
+    by_name = plan.by_name()
+    folded_pads = {by_name[conv].inputs[0] for conv in padded}
     h, w, c = plan.input_shape
     nodes: list[Any] = []
     values = {"input": "input"}  # value name → the tensor that holds it
@@ -489,7 +516,11 @@ def build_graph(
         layer = step.layer
         if step.name in folds:  # its folded bias is an input even where it had none
             layer = layer.model_copy(update={"use_bias": True})
-        made = [] if step.name in folded else LAYERS[type(layer)](layer, step, opset)
+        made = [] if step.name in folded | folded_pads else LAYERS[type(layer)](layer, step, opset)
+        if step.name in padded:  # the first Conv takes the ZeroPadding2D's zeros
+            op, extra, attrs = made[0]
+            pads = [a + b for a, b in zip(attrs["pads"], padded[step.name], strict=True)]
+            made[0] = (op, extra, {**attrs, "pads": pads})
         if step.name in in_order:  # a vector in Keras's (h, w, c) order
             made = [_TO_NHWC, *made]
         given = [values[name] for name in step.inputs]

@@ -484,6 +484,22 @@ def _steps(plan: Plan) -> list[Any]:
     return steps
 
 
+def memory_format(plan: Plan) -> Any:
+    """The memory format a plan's model runs in on CPU: channels-last, unless it has a
+    depthwise convolution.
+
+    Channels-last: PyTorch 2.13's CPU convolutions and pooling run faster on NHWC memory, and
+    an NHWC batch viewed as NCHW (predict's and the trainer's permute) is already channels-last:
+    no copy on input. Its depthwise (grouped) convolutions are the exception, several times
+    slower in channels-last than on contiguous NCHW (benchmarks/bench_applications.py,
+    MobileNetV2); a network with one runs contiguous, its input copied once at the top."""
+    torch = _torch()
+    depthwise = any(
+        isinstance(step.layer, DepthwiseConv2D | SeparableConv2D) for step in plan.layers
+    )
+    return torch.contiguous_format if depthwise else torch.channels_last
+
+
 class TorchBackend:
     """PyTorch. Models are ``_torch_modules.Graph`` taking NCHW; :meth:`predict` takes NHWC."""
 
@@ -502,10 +518,11 @@ class TorchBackend:
         children = OrderedDict(
             (name, make(cls, args, kwargs)) for name, cls, args, kwargs in _modules(plan)
         )
-        # channels-last: convolution and pooling on CPU run faster on NHWC memory, and an NHWC
-        # batch viewed as NCHW (predict's permute) is already channels-last: no copy on input
-        model = Graph(children, _steps(plan)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        fmt = memory_format(plan)
+        model = Graph(children, _steps(plan), fmt).to(memory_format=fmt)  # type: ignore[call-overload]
         for module in model.modules():  # see _torch_modules.OneChannelConv2d
+            if hasattr(module, "memory_format"):
+                module.memory_format = fmt
             if isinstance(module, OneChannelConv2d):
                 module.weight.data = module.weight.data.clone(memory_format=torch.contiguous_format)
         return model.eval()
